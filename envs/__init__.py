@@ -1,0 +1,32 @@
+"""Batched, differentiable, rendered tasks on Newton. Entry point: `envs.make`."""
+
+from __future__ import annotations
+
+import torch
+
+from envs.batched_env import DiffVisualEnv
+from envs.spec import EnvSpec
+from envs.tasks import TASKS, get_task
+
+__all__ = ["DiffVisualEnv", "EnvSpec", "TASKS", "make", "available_tasks"]
+
+
+def available_tasks() -> list[str]:
+    return sorted(TASKS)
+
+
+def make(
+    name: str,
+    num_envs: int = 64,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    image_size: int = 84,
+    frame_stack: int = 3,
+    render: str | None = "raytrace",
+) -> DiffVisualEnv:
+    """Build `num_envs` worlds of task `name` on `device` (see DESIGN.md, "The environment contract").
+
+    `render="raytrace"` adds `obs["pixels"]` (uint8 `[N, 3*frame_stack, H, W]`, oldest frame
+    first, no gradient); `render=None` gives state observations only (the cheapest mode).
+    """
+    return DiffVisualEnv(get_task(name), num_envs, device, seed, image_size, frame_stack, render)

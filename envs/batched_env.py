@@ -1,0 +1,203 @@
+"""The batched, differentiable, rendered environment every method trains on (DESIGN.md contract).
+
+Data are torch tensors on `device`. When the action (or the carried state) requires grad, reward
+and `obs["state"]` carry gradients back through Newton to the action and to earlier states;
+`detach()` cuts that graph at an iteration boundary (SHAC's short horizon). Done envs are reset
+inside `step`, which also cuts their graph, and their whole frame stack is refilled with the
+first frame of the new episode (the reference cartpole kept stale frames; dva_paper.md section 8).
+"""
+
+from __future__ import annotations
+
+import torch
+
+import newton
+from envs.camera import FixedCameraRenderer
+from envs.newton_bridge import NewtonSim, warp_device_for
+from envs.spec import EnvSpec
+from envs.tasks.base import Task
+
+MIN_IMAGE_SIZE = 16  # the conv encoders (stride 2 then three 3x3) need at least this much
+RENDER_MODES = ("raytrace", None)
+
+
+class DiffVisualEnv:
+    """`num_envs` copies of a task, stepped together; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        task: Task,
+        num_envs: int = 64,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        image_size: int = 84,
+        frame_stack: int = 3,
+        render: str | None = "raytrace",
+    ):
+        _check_int("num_envs", num_envs, minimum=1)
+        _check_int("frame_stack", frame_stack, minimum=1)
+        _check_int("seed", seed, minimum=0)
+        if render not in RENDER_MODES:
+            raise ValueError(f"render must be one of {RENDER_MODES}, got {render!r}")
+        if render is not None:
+            _check_int("image_size", image_size, minimum=MIN_IMAGE_SIZE)
+        self.task = task
+        self.device = torch.device(device)
+        self.num_envs = num_envs
+        self.seed = seed
+        wp_device = warp_device_for(self.device)
+
+        builder = newton.ModelBuilder(up_axis=newton.Axis.Z, gravity=(0.0, 0.0, -9.81))
+        for _ in range(num_envs):
+            builder.begin_world()
+            task.build_world(builder)
+            builder.end_world()
+        self.model = builder.finalize(device=wp_device, requires_grad=True)
+        self.sim = NewtonSim(
+            self.model, task.make_solver, num_envs, task.control_dt, task.substeps, self.device, collide=task.uses_contacts()
+        )
+        self.renderer = (
+            FixedCameraRenderer(self.model, task.camera, image_size, self.device, task.visual_bounds) if render else None
+        )
+        self.spec = EnvSpec(
+            name=task.name,
+            num_envs=num_envs,
+            state_dim=task.state_dim,
+            action_dim=task.action_dim,
+            episode_length=task.episode_length,
+            control_dt=task.control_dt,
+            substeps=task.substeps,
+            image_shape=(3 * frame_stack, image_size, image_size) if render else None,
+            frame_stack=frame_stack,
+            reward_range=task.reward_range,
+            render=render,
+        )
+        self._generator = torch.Generator(device=self.device).manual_seed(seed)
+        self._q: torch.Tensor | None = None
+        self._qd: torch.Tensor | None = None
+        self._frames: torch.Tensor | None = None
+        self._progress = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._episode_return = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
+
+    # -- contract -------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """Reset every env (fresh init noise, reseeded if `seed` is given) and return the first observation."""
+        if seed is not None:
+            _check_int("seed", seed, minimum=0)
+            self._generator.manual_seed(seed)
+        self._q, self._qd = self.task.initial_state(self.num_envs, self._generator, self.device)
+        self._progress.zero_()
+        self._episode_return.zero_()
+        if self.renderer is not None:
+            frame = self.renderer.render(self._q)
+            self._frames = frame.repeat(1, self.spec.frame_stack, 1, 1)
+        return self._observation()
+
+    def step(self, action: torch.Tensor):
+        """Advance every env one control step. Returns `(obs, reward, done, info)`, all `[N]`-batched."""
+        if self._q is None:
+            raise RuntimeError("call reset() before step()")
+        self._check_action(action)
+        action = action.to(torch.float32).clamp(-1.0, 1.0)
+        q, qd = self.sim.step(self._q, self._qd, self.task.action_to_joint_f(action))
+        reward = self.task.reward(q, qd, action)
+        self._progress += 1
+        self._episode_return += reward.detach()
+        terminated = self.task.terminated(q, qd)
+        truncated = (self._progress >= self.task.episode_length) & ~terminated
+        done = terminated | truncated
+
+        info: dict = {"terminated": terminated, "truncated": truncated}
+        info["terminal_obs"] = {"state": self.task.state_obs(q, qd)}
+        finished = done.nonzero().flatten()
+        if finished.numel() > 0:
+            info["episode_returns"] = self._episode_return[finished].clone()
+            info["episode_lengths"] = self._progress[finished].clone()
+            if self.renderer is not None:
+                info["terminal_obs"]["pixels"] = self._terminal_pixels(q, finished)
+            q, qd = self._reset_envs(q, qd, done, finished)
+        else:
+            info["episode_returns"] = self._episode_return.new_zeros(0)
+            info["episode_lengths"] = self._progress.new_zeros(0)
+        self._q, self._qd = q, qd
+        if self.renderer is not None:
+            # A new tensor every step: callers (replay buffers) may keep the previous observation.
+            frame = self.renderer.render(q)
+            self._frames = torch.cat([self._frames[:, 3:], frame], dim=1)
+            if finished.numel() > 0:
+                self._frames[finished] = frame[finished].repeat(1, self.spec.frame_stack, 1, 1)
+        return self._observation(), reward, done, info
+
+    def _terminal_pixels(self, q: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
+        """The frame stack each finished env would have shown; rows of other envs are unspecified.
+
+        Replay-based methods bootstrap time-limit truncations from it. Only the finished worlds
+        are traced (the cost of a render is per view).
+        """
+        pixels = torch.cat([self._frames[:, 3:], self._frames[:, -3:]], dim=1)
+        pixels[finished, -3:] = self.renderer.render(q, worlds=finished)
+        return pixels
+
+    def _reset_envs(self, q: torch.Tensor, qd: torch.Tensor, done: torch.Tensor, finished: torch.Tensor):
+        """Swap fresh start states in for finished envs; constants carry no gradient, which cuts their graph."""
+        q0, qd0 = self.task.initial_state(self.num_envs, self._generator, self.device)
+        keep = ~done.unsqueeze(1)
+        self._progress[finished] = 0
+        self._episode_return[finished] = 0.0
+        return torch.where(keep, q, q0), torch.where(keep, qd, qd0)
+
+    def detach(self) -> None:
+        """Cut the autograd graph here: later losses no longer reach earlier actions or states."""
+        if self._q is not None:
+            self._q = self._q.detach()
+            self._qd = self._qd.detach()
+
+    # -- extras used by methods and tests -------------------------------------------------------
+    @property
+    def sim_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Current generalised coordinates and velocities (with graph, if any)."""
+        return self._q, self._qd
+
+    def set_sim_state(self, q: torch.Tensor, qd: torch.Tensor) -> None:
+        """Place every env at (q, qd), e.g. to differentiate w.r.t. a start state in tests."""
+        if q.shape != (self.num_envs, self.sim.q_dim) or qd.shape != (self.num_envs, self.sim.qd_dim):
+            raise ValueError(
+                f"expected q {(self.num_envs, self.sim.q_dim)} and qd {(self.num_envs, self.sim.qd_dim)}, "
+                f"got {tuple(q.shape)} and {tuple(qd.shape)}"
+            )
+        self._q, self._qd = q, qd
+        if self.renderer is not None:
+            self._frames = self.renderer.render(q).repeat(1, self.spec.frame_stack, 1, 1)
+
+    @property
+    def progress(self) -> torch.Tensor:
+        """Steps taken in the current episode, per env."""
+        return self._progress.clone()
+
+    def _observation(self) -> dict[str, torch.Tensor]:
+        obs = {"state": self.task.state_obs(self._q, self._qd)}
+        if self._frames is not None:
+            obs["pixels"] = self._frames
+        return obs
+
+    def _check_action(self, action) -> None:
+        if not isinstance(action, torch.Tensor):
+            raise TypeError(f"action must be a torch.Tensor, got {type(action).__name__}")
+        expected = (self.num_envs, self.task.action_dim)
+        if tuple(action.shape) != expected:
+            raise ValueError(f"action must have shape {expected} (num_envs, action_dim), got {tuple(action.shape)}")
+        if not action.is_floating_point():
+            raise TypeError(f"action must be a floating-point tensor, got dtype {action.dtype}")
+        if action.device != self.device:
+            raise ValueError(f"action is on {action.device} but the env is on {self.device}")
+        finite = torch.isfinite(action.detach())
+        if not bool(finite.all()):
+            bad = (~finite).any(dim=1).nonzero().flatten().tolist()
+            raise ValueError(f"action contains NaN or inf in env(s) {bad[:10]}")
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")

@@ -1,0 +1,150 @@
+"""The bridge between torch and Newton: one control step of physics, differentiable.
+
+Why rematerialisation: the forward pass runs without a `wp.Tape` into two ping-pong states, and
+the backward pass replays that one control step on a tape from the saved torch inputs and
+back-propagates through it. A horizon therefore keeps only torch tensors (q, qd, joint force) per
+step instead of every substep's Newton state, so memory does not grow with Newton's per-state
+buffers, and a graph can never read a buffer that a later step overwrote. The price is one extra
+forward simulation per step in the backward pass (physics is the cheap part of a visual step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import warp as wp
+
+import newton
+
+wp.config.quiet = True
+
+
+def warp_device_for(device: torch.device) -> str:
+    """Map a torch device onto the warp device that shares its memory."""
+    if device.type == "cpu":
+        return "cpu"
+    if device.type == "cuda":
+        return f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}"
+    raise ValueError(f"device {device} is not supported by warp/Newton (use 'cpu' or 'cuda[:k]')")
+
+
+class NewtonSim:
+    """Batched physics of one task: `num_worlds` copies of the same articulation.
+
+    The torch-facing layout is `q: [N, q_dim]`, `qd: [N, qd_dim]`, `joint_f: [N, qd_dim]`, which is
+    Newton's flat per-world joint layout reshaped (worlds are contiguous in `joint_q`).
+    """
+
+    def __init__(
+        self,
+        model: newton.Model,
+        make_solver: Callable[[newton.Model], newton.solvers.SolverBase],
+        num_worlds: int,
+        control_dt: float,
+        substeps: int,
+        device: torch.device,
+        collide: bool = False,
+    ):
+        self.model = model
+        self.num_worlds = num_worlds
+        self.substeps = substeps
+        self.sim_dt = control_dt / substeps
+        self.device = device
+        self.collide = collide
+        self.q_dim = model.joint_coord_count // num_worlds
+        self.qd_dim = model.joint_dof_count // num_worlds
+        self._solver = make_solver(model)
+        # No-grad path: two states, ping-pong.
+        self._states = [model.state(requires_grad=False) for _ in range(2)]
+        self._control = model.control()
+        # Replay path: one state per substep boundary, so the tape sees every intermediate value.
+        self._tape_states: list[newton.State] | None = None
+        self._tape_control: newton.Control | None = None
+        self._contacts = model.contacts() if collide else None
+
+    # -- torch <-> warp -------------------------------------------------------------------------
+    @staticmethod
+    def _write(dst: wp.array, src: torch.Tensor) -> None:
+        wp.copy(dst, wp.from_torch(src.detach().reshape(-1).contiguous()))
+
+    def _read(self, src: wp.array, dim: int) -> torch.Tensor:
+        return wp.to_torch(src, requires_grad=False).reshape(self.num_worlds, dim).clone()
+
+    def _simulate(self, states: list[newton.State], control: newton.Control, ping_pong: bool) -> newton.State:
+        """Integrate one control step from `states[0]`; returns the final state."""
+        for k in range(self.substeps):
+            s_in = states[k % 2] if ping_pong else states[k]
+            s_out = states[(k + 1) % 2] if ping_pong else states[k + 1]
+            if self._contacts is not None:
+                self.model.collide(s_in, self._contacts)
+            self._solver.step(s_in, s_out, control, self._contacts, self.sim_dt)
+        return states[self.substeps % 2] if ping_pong else states[self.substeps]
+
+    # -- public ---------------------------------------------------------------------------------
+    def step_no_grad(self, q: torch.Tensor, qd: torch.Tensor, joint_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s0 = self._states[0]
+        self._write(s0.joint_q, q)
+        self._write(s0.joint_qd, qd)
+        self._write(self._control.joint_f, joint_f)
+        out = self._simulate(self._states, self._control, ping_pong=True)
+        return self._read(out.joint_q, self.q_dim), self._read(out.joint_qd, self.qd_dim)
+
+    def step_backward(
+        self,
+        q: torch.Tensor,
+        qd: torch.Tensor,
+        joint_f: torch.Tensor,
+        grad_q_next: torch.Tensor,
+        grad_qd_next: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Replay the step on a tape and return d(loss)/d(q, qd, joint_f)."""
+        if self._tape_states is None:
+            self._tape_states = [self.model.state(requires_grad=True) for _ in range(self.substeps + 1)]
+            self._tape_control = self.model.control(clone_variables=True)
+            self._tape_control.joint_f.requires_grad = True
+        states, control = self._tape_states, self._tape_control
+        self._write(states[0].joint_q, q)
+        self._write(states[0].joint_qd, qd)
+        self._write(control.joint_f, joint_f)
+        tape = wp.Tape()
+        with tape:
+            out = self._simulate(states, control, ping_pong=False)
+        self._write(out.joint_q.grad, grad_q_next)
+        self._write(out.joint_qd.grad, grad_qd_next)
+        tape.backward()
+        grads = (
+            self._read(states[0].joint_q.grad, self.q_dim),
+            self._read(states[0].joint_qd.grad, self.qd_dim),
+            self._read(control.joint_f.grad, self.qd_dim),
+        )
+        tape.zero()
+        for arr in (states[0].joint_q.grad, states[0].joint_qd.grad, control.joint_f.grad, out.joint_q.grad, out.joint_qd.grad):
+            arr.zero_()
+        return grads
+
+    def step(self, q: torch.Tensor, qd: torch.Tensor, joint_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One control step; differentiable when any input requires grad and grad mode is on."""
+        if torch.is_grad_enabled() and (q.requires_grad or qd.requires_grad or joint_f.requires_grad):
+            return _NewtonStep.apply(self, q, qd, joint_f)
+        return self.step_no_grad(q, qd, joint_f)
+
+
+class _NewtonStep(torch.autograd.Function):
+    """torch.autograd view of one Newton control step (see the module docstring for why replay)."""
+
+    @staticmethod
+    def forward(ctx, sim: NewtonSim, q: torch.Tensor, qd: torch.Tensor, joint_f: torch.Tensor):
+        ctx.sim = sim
+        ctx.save_for_backward(q.detach(), qd.detach(), joint_f.detach())
+        return sim.step_no_grad(q, qd, joint_f)
+
+    @staticmethod
+    def backward(ctx, grad_q_next: torch.Tensor, grad_qd_next: torch.Tensor):
+        q, qd, joint_f = ctx.saved_tensors
+        if grad_q_next is None:
+            grad_q_next = torch.zeros_like(q)
+        if grad_qd_next is None:
+            grad_qd_next = torch.zeros_like(qd)
+        dq, dqd, df = ctx.sim.step_backward(q, qd, joint_f, grad_q_next, grad_qd_next)
+        return None, dq, dqd, df

@@ -1,0 +1,1 @@
+"""The benchmark harness: CLI, run specs and budgets, clocks, results, reporting."""
