@@ -43,6 +43,8 @@ class DiffVisualEnv:
             _check_int("image_size", image_size, minimum=MIN_IMAGE_SIZE)
         self.task = task
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.num_envs = num_envs
         self.seed = seed
         wp_device = warp_device_for(self.device)

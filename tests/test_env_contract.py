@@ -122,7 +122,8 @@ def test_gym_vector_wrapper_roundtrip():
 
     venv = make_vector_env("cartpole", num_envs=2, image_size=16)
     obs, _ = venv.reset(seed=3)
-    assert venv.observation_space["pixels"].contains(obs["pixels"]) or obs["pixels"].shape == (2, 9, 16, 16)
+    assert obs["pixels"].shape == (2, 9, 16, 16) and obs["pixels"].dtype == np.uint8
+    assert venv.observation_space.contains(obs)
     obs, reward, terminated, truncated, info = venv.step(venv.action_space.sample())
     assert isinstance(reward, np.ndarray) and reward.shape == (2,)
     assert terminated.dtype == bool and truncated.dtype == bool
