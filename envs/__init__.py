@@ -23,10 +23,13 @@ def make(
     image_size: int = 84,
     frame_stack: int = 3,
     render: str | None = "raytrace",
+    supersample: int = 1,
 ) -> DiffVisualEnv:
     """Build `num_envs` worlds of task `name` on `device` (see DESIGN.md, "The environment contract").
 
     `render="raytrace"` adds `obs["pixels"]` (uint8 `[N, 3*frame_stack, H, W]`, oldest frame
     first, no gradient); `render=None` gives state observations only (the cheapest mode).
+    `supersample=k` traces at k x `image_size` and averages k x k blocks (anti-aliasing for
+    small images; the cost is that of tracing the larger image).
     """
-    return DiffVisualEnv(get_task(name), num_envs, device, seed, image_size, frame_stack, render)
+    return DiffVisualEnv(get_task(name), num_envs, device, seed, image_size, frame_stack, render, supersample)

@@ -16,6 +16,7 @@ from envs.camera import FixedCameraRenderer
 from envs.newton_bridge import NewtonSim, warp_device_for
 from envs.spec import EnvSpec
 from envs.tasks.base import Task
+from envs.timing import PhaseTimes
 
 MIN_IMAGE_SIZE = 16  # the conv encoders (stride 2 then three 3x3) need at least this much
 RENDER_MODES = ("raytrace", None)
@@ -33,8 +34,10 @@ class DiffVisualEnv:
         image_size: int = 84,
         frame_stack: int = 3,
         render: str | None = "raytrace",
+        supersample: int = 1,
     ):
         _check_int("num_envs", num_envs, minimum=1)
+        _check_int("supersample", supersample, minimum=1)
         _check_int("frame_stack", frame_stack, minimum=1)
         _check_int("seed", seed, minimum=0)
         if render not in RENDER_MODES:
@@ -59,7 +62,9 @@ class DiffVisualEnv:
             self.model, task.make_solver, num_envs, task.control_dt, task.substeps, self.device, collide=task.uses_contacts()
         )
         self.renderer = (
-            FixedCameraRenderer(self.model, task.camera, image_size, self.device, task.visual_bounds) if render else None
+            FixedCameraRenderer(self.model, task.camera, image_size, self.device, task.visual_bounds, supersample)
+            if render
+            else None
         )
         self.spec = EnvSpec(
             name=task.name,
@@ -74,6 +79,11 @@ class DiffVisualEnv:
             reward_range=task.reward_range,
             render=render,
         )
+        # Seconds spent in physics forward/backward and rendering; methods pop them per iteration.
+        self.timings = PhaseTimes()
+        self.sim.timings = self.timings
+        if self.renderer is not None:
+            self.renderer.timings = self.timings
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
         self._q: torch.Tensor | None = None
         self._qd: torch.Tensor | None = None

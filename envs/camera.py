@@ -20,6 +20,8 @@ import warp as wp
 import newton
 from newton.sensors import SensorCamera
 
+from envs.timing import PhaseTimes
+
 ORANGE = (0.97, 0.38, 0.06)  # dm_control body colour used by the paper's ManiSkill scenes
 BACKDROP_GREY = (0.3, 0.3, 0.3)
 
@@ -115,12 +117,19 @@ class FixedCameraRenderer:
         image_size: int,
         device: torch.device,
         dynamic_bounds: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
+        supersample: int = 1,
         floor_half_extent: float = 10.0,
         wall_y: float = 10.0,
     ):
         self.model = model
         self.device = device
+        self.output_size = image_size
+        self.supersample = supersample
+        # Supersampling: trace at k times the resolution and average k x k blocks, so thin parts
+        # (the pole) stay visible as partial-coverage pixels in small images.
+        image_size = image_size * supersample
         self.image_size = image_size
+        self.timings = PhaseTimes()  # the env replaces this with its own accumulator
         num_views = model.world_count
         wp_device = model.device
         full_rays = SensorCamera.compute_camera_rays_pinhole(
@@ -166,6 +175,10 @@ class FixedCameraRenderer:
 
     @torch.no_grad()
     def render(self, joint_q: torch.Tensor, worlds: torch.Tensor | None = None) -> torch.Tensor:
+        with self.timings.phase("render"):
+            return self._render(joint_q, worlds)
+
+    def _render(self, joint_q: torch.Tensor, worlds: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 images [V, 3, H, W] of the worlds at generalised coordinates `joint_q` [N, q_dim].
 
         With `worlds` (1-D indices) only those worlds are traced, V = len(worlds); the cost of a
@@ -197,5 +210,8 @@ class FixedCameraRenderer:
         return self._unpack(packed)
 
     def _unpack(self, packed: torch.Tensor) -> torch.Tensor:
-        rgb = packed.view(torch.uint8).reshape(*packed.shape, 4)[..., :3]
-        return rgb.permute(0, 3, 1, 2).to(self.device, memory_format=torch.contiguous_format, copy=True)
+        rgb = packed.view(torch.uint8).reshape(*packed.shape, 4)[..., :3].permute(0, 3, 1, 2)
+        if self.supersample > 1:
+            pooled = torch.nn.functional.avg_pool2d(rgb.float(), self.supersample)
+            return pooled.round_().to(device=self.device, dtype=torch.uint8)
+        return rgb.to(self.device, memory_format=torch.contiguous_format, copy=True)

@@ -16,6 +16,7 @@ import torch
 import warp as wp
 
 import newton
+from envs.timing import PhaseTimes
 
 wp.config.quiet = True
 
@@ -62,6 +63,7 @@ class NewtonSim:
         self._tape_states: list[newton.State] | None = None
         self._tape_control: newton.Control | None = None
         self._contacts = model.contacts() if collide else None
+        self.timings = PhaseTimes()  # the env replaces this with its own accumulator
 
     # -- torch <-> warp -------------------------------------------------------------------------
     @staticmethod
@@ -83,6 +85,10 @@ class NewtonSim:
 
     # -- public ---------------------------------------------------------------------------------
     def step_no_grad(self, q: torch.Tensor, qd: torch.Tensor, joint_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.timings.phase("sim_forward"):
+            return self._step_no_grad(q, qd, joint_f)
+
+    def _step_no_grad(self, q: torch.Tensor, qd: torch.Tensor, joint_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s0 = self._states[0]
         self._write(s0.joint_q, q)
         self._write(s0.joint_qd, qd)
@@ -99,6 +105,10 @@ class NewtonSim:
         grad_qd_next: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Replay the step on a tape and return d(loss)/d(q, qd, joint_f)."""
+        with self.timings.phase("sim_backward"):
+            return self._step_backward(q, qd, joint_f, grad_q_next, grad_qd_next)
+
+    def _step_backward(self, q, qd, joint_f, grad_q_next, grad_qd_next):
         if self._tape_states is None:
             self._tape_states = [self.model.state(requires_grad=True) for _ in range(self.substeps + 1)]
             self._tape_control = self.model.control(clone_variables=True)

@@ -1,6 +1,9 @@
-"""Methods (one adapter per method) and their shared building blocks.
+"""Methods (one module per method) and the blocks they share (networks, normalisation, returns).
 
-The method contract of DESIGN.md (`iterate`, `act`, `state_dict`) and the registry of short names
-(`dva`, `shac`, `shac-state`, `dagger`, `drqv2`, `dreamerv3`, `tdmpc2` and aliases) land here with
-the first method; see the open issues for the order.
+Importing this package registers every method under its short name; `get_method_class("dva")`.
 """
+
+from methods import dva  # noqa: F401  (registers dva and shac-state)
+from methods.base import ALIASES, REGISTRY, IterationStats, Method, get_method_class, resolve_method_name
+
+__all__ = ["ALIASES", "REGISTRY", "IterationStats", "Method", "get_method_class", "resolve_method_name"]

@@ -1,0 +1,60 @@
+"""Network blocks shared by the methods: the DrQ-v2 pixel encoder and LayerNorm MLPs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class PixelEncoder(nn.Module):
+    """DrQ-v2 / D.Va conv encoder: uint8 [B, C, H, W] -> features [B, feature_dim].
+
+    Conv(C->32, 3, stride 2) then three Conv(32->32, 3, stride 1), ReLU after each; the flattened
+    size is computed from the input shape (the reference hard-codes 32*35*35, i.e. 84x84 only),
+    then Linear -> LayerNorm -> Tanh. Orthogonal init (gain sqrt 2 for convs, 1 for the trunk).
+    Pixels are scaled to [-0.5, 0.5]; channels-last memory is ~2x faster on CPU.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], feature_dim: int, channels: int = 32):
+        super().__init__()
+        in_channels, height, width = image_shape
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=1), nn.ReLU(),
+        )  # fmt: skip
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, *image_shape)).numel()
+        self.trunk = nn.Sequential(nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+        for module in self.convs:
+            if isinstance(module, nn.Conv2d):
+                nn.init.orthogonal_(module.weight, gain=math.sqrt(2))
+                nn.init.zeros_(module.bias)
+        nn.init.orthogonal_(self.trunk[0].weight, gain=1.0)
+        nn.init.zeros_(self.trunk[0].bias)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.float().div_(255.0).sub_(0.5).contiguous(memory_format=torch.channels_last)
+        return self.trunk(self.convs(x).flatten(1))
+
+
+def elu_layernorm_mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
+    """SHAC/D.Va MLP: hidden layers Linear -> ELU -> LayerNorm, linear output."""
+    layers: list[nn.Module] = []
+    dims = [in_dim, *hidden]
+    for d_in, d_out in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(d_in, d_out), nn.ELU(), nn.LayerNorm(d_out)]
+    layers.append(nn.Linear(dims[-1], out_dim))
+    return nn.Sequential(*layers)
+
+
+def orthogonal_init_(module: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight, gain=gain)
+            nn.init.zeros_(layer.bias)
+    return module
