@@ -84,6 +84,7 @@ class ShortHorizonActorCritic(Method):
     """The shared loop; subclasses only choose what the actor observes."""
 
     actor_reads_pixels: bool
+    config_cls = DVAConfig
 
     def __init__(self, spec, config: DVAConfig, device: str | torch.device = "cpu", seed: int = 0):
         self.config = config

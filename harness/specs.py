@@ -1,0 +1,80 @@
+"""Budgets, seed ranges and run specs: parsing of user input, with errors that name the problem."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+_TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_COUNT_SUFFIX = {"": 1, "k": 1_000, "K": 1_000, "m": 1_000_000, "M": 1_000_000}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training budget: wall-clock seconds of training (evaluation excluded) or env steps."""
+
+    kind: str  # "seconds" | "steps"
+    amount: float
+    text: str
+
+    def spent(self, train_seconds: float, env_steps: int) -> float:
+        """Fraction of the budget used, in [0, inf)."""
+        used = train_seconds if self.kind == "seconds" else env_steps
+        return used / self.amount
+
+
+def parse_budget(text: str) -> Budget:
+    """'20m', '90s', '1.5h' (training wall-clock) or '1M-steps', '500k-steps', '2048-steps'."""
+    s = text.strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", s)
+    if m:
+        amount = float(m.group(1)) * _TIME_UNITS[m.group(2)]
+        if amount <= 0:
+            raise ValueError(f"budget {text!r} must be positive")
+        return Budget("seconds", amount, s)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)-steps", s)
+    if m:
+        amount = float(m.group(1)) * _COUNT_SUFFIX[m.group(2)]
+        if amount < 1:
+            raise ValueError(f"budget {text!r} must be at least one step")
+        return Budget("steps", amount, s)
+    raise ValueError(f"malformed budget {text!r}: use a duration like 20m, 90s, 1.5h or a step count like 1M-steps, 500k-steps")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0..4], '0,3,7' -> [0, 3, 7], '2' -> [2]. Ranges must be ascending."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise ValueError(f"seed range {part!r} is descending; write {hi}-{lo}")
+            seeds.extend(range(lo, hi + 1))
+        elif re.fullmatch(r"\d+", part):
+            seeds.append(int(part))
+        else:
+            raise ValueError(f"malformed seeds {text!r}: use 0-4, 0,3,7 or 2 (non-negative integers)")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {text!r} repeat a seed")
+    return seeds
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    task: str
+    seed: int
+    preset: str
+    budget: str
+    device: str = "cpu"
+    eval_every_steps: int = 0  # 0: the method's default
+    eval_episodes: int = 16
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.task}/{self.method}/{self.preset}/seed{self.seed}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,104 @@
+"""`python -m harness run`: bad input, the run folder, resume after an interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.specs import parse_budget, parse_seeds
+
+RUN = [sys.executable, "-m", "harness", "run"]
+
+
+def _cli(args, cwd=None, timeout=300):
+    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--methods", "nope", "--budget", "1m"], "unknown method 'nope'"),
+        (["--methods", "dva", "--tasks", "pendulum", "--budget", "1m"], "unknown task 'pendulum'"),
+        (["--methods", "dva", "--budget", "20x"], "malformed budget"),
+        (["--methods", "dva", "--budget=-5m"], "malformed budget"),
+        (["--methods", "dva", "--budget", "1m", "--seeds", "3-1"], "descending"),
+        (["--methods", "dva", "--budget", "1m", "--seeds", "a"], "malformed seeds"),
+        (["--methods", "dva", "--budget", "1m", "--preset", "huge"], "unknown preset"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, words):
+    out = tmp_path / "runs"
+    proc = _cli([*args, "--out", str(out)])
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr
+    assert not out.exists()
+
+
+def test_budget_and_seed_parsing():
+    assert parse_budget("20m").amount == 1200 and parse_budget("20m").kind == "seconds"
+    assert parse_budget("1.5h").amount == 5400
+    assert parse_budget("1M-steps").amount == 1_000_000 and parse_budget("1M-steps").kind == "steps"
+    assert parse_budget("500k-steps").amount == 500_000
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert parse_seeds("0,3,7") == [0, 3, 7]
+    with pytest.raises(ValueError):
+        parse_seeds("1,1")
+
+
+def _records(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_smoke_run_writes_the_run_folder(tmp_path):
+    proc = _cli(["--methods", "shac-state", "--budget", "2048-steps", "--preset", "smoke", "--eval-every", "512",
+                 "--eval-episodes", "2", "--out", str(tmp_path), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "cartpole" / "shac-state" / "smoke" / "seed0"
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "complete"
+    assert run["config"]["horizon"] == 8 and run["machine"]["cpu_count"] >= 1
+    records = _records(folder)
+    assert [r["env_steps"] for r in records] == [0, 512, 1024, 1536, 2048]
+    last = records[-1]
+    for key in ("train_wall_s", "eval_return_mean", "eval_return_std", "train_return_mean", "phase_s", "cpu_rss_peak_mb", "grad_norm_mean"):
+        assert key in last
+    assert set(last["phase_s"]) >= {"sim_forward", "sim_backward", "actor_update", "critic_update"}
+    # rerunning the same command skips the complete run
+    again = _cli(["--methods", "shac-state", "--budget", "2048-steps", "--preset", "smoke", "--eval-every", "512",
+                  "--eval-episodes", "2", "--out", str(tmp_path), "--quiet"])
+    assert again.returncode == 0 and "skip" in again.stdout
+    assert _records(folder) == records
+
+
+def test_ctrl_c_leaves_a_resumable_folder(tmp_path):
+    args = ["--methods", "shac-state", "--budget", "8192-steps", "--preset", "smoke", "--eval-every", "512",
+            "--eval-episodes", "2", "--out", str(tmp_path), "--quiet"]
+    proc = subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "cartpole" / "shac-state" / "smoke" / "seed0"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if (folder / "metrics.jsonl").exists() and len((folder / "metrics.jsonl").read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "interrupted"
+    interrupted = _records(folder)
+    assert (folder / "checkpoint.pt").exists()
+    resumed = _cli(args)
+    assert resumed.returncode == 0, resumed.stderr
+    records = _records(folder)
+    steps = [r["env_steps"] for r in records]
+    assert steps == sorted(set(steps)), "records duplicated or out of order after resume"
+    assert steps[-1] == 8192
+    assert records[: len(interrupted)] == interrupted or steps[: len(interrupted)] == [r["env_steps"] for r in interrupted]
+    assert json.loads((folder / "run.json").read_text())["status"] == "complete"
