@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import torch
+import warp as wp
+
+wp.config.log_level = wp.LOG_WARNING  # before any kernel load: at INFO warp logs every module it loads
 
 from envs.batched_env import DiffVisualEnv
 from envs.spec import EnvSpec

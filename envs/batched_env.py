@@ -47,7 +47,7 @@ class DiffVisualEnv:
         self.task = task
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
+            self.device = torch.device(self.device.type, torch.cuda.current_device())
         self.num_envs = num_envs
         self.seed = seed
         wp_device = warp_device_for(self.device)

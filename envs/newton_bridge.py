@@ -18,7 +18,6 @@ import warp as wp
 import newton
 from envs.timing import PhaseTimes
 
-wp.config.quiet = True
 
 
 def warp_device_for(device: torch.device) -> str:

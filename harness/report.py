@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,11 +151,25 @@ def _plot_curves(rows: list[dict], out: Path) -> list[str]:
     return files
 
 
+def _copy_run_files(runs: list[RunRecord], dest: Path) -> None:
+    """Keep each run's small files beside the report so anyone can recompute it (never checkpoints)."""
+    for run in runs:
+        spec = run.run["spec"]
+        target = dest / spec["task"] / run.run["method"] / spec["preset"] / f"seed{spec['seed']}"
+        if target.resolve() == run.folder.resolve():
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("run.json", "metrics.jsonl"):
+            if (run.folder / name).exists():
+                shutil.copyfile(run.folder / name, target / name)
+
+
 def write_report(paths: list[str | Path], out: str | Path, command: str, machine_note: str, threshold: float | None = None) -> Path:
     runs = find_runs(paths)
     rows = summarise(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _copy_run_files(runs, out / "runs")
     figures = _plot_curves(rows, out)
     lines = [
         f"# Report: {', '.join(sorted({r['task'] for r in rows}))}",

@@ -136,3 +136,21 @@ def test_a_short_training_run_moves_loss_and_return(name):
     clone.load_state_dict(state)
     obs = env._observation()
     assert torch.equal(clone.act(obs), method.act(obs))
+
+
+@pytest.mark.slow
+def test_shac_state_learns_to_swing_up_within_a_few_minutes():
+    """Learning check (about 2-3 min on 2 CPU cores): the privileged-state oracle clearly improves."""
+    from harness.runner import evaluate
+    from methods.presets import load_config
+
+    cls = get_method_class("shac-state")
+    config = load_config("shac-state", "cartpole", "cpu", DVAConfig)
+    env = envs.make("cartpole", seed=0, **cls.env_kwargs(config))
+    eval_env = envs.make("cartpole", seed=1, **(cls.env_kwargs(config) | {"num_envs": 8}))
+    method = cls(env.spec, config, "cpu", seed=0)
+    before = sum(evaluate(method, eval_env, 0)) / 8
+    for _ in range(150):
+        method.iterate(env)
+    after = sum(evaluate(method, eval_env, 0)) / 8
+    assert after > before + 500, (before, after)

@@ -75,6 +75,21 @@ def test_smoke_run_writes_the_run_folder(tmp_path):
                   "--eval-episodes", "2", "--out", str(tmp_path), "--quiet"])
     assert again.returncode == 0 and "skip" in again.stdout
     assert _records(folder) == records
+    # the report reads the folder back: table row, figures, and the run's small files beside it
+    report = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path), "--out", str(tmp_path / "report")],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "| cartpole | shac-state | smoke | 2048-steps | 0 |" in summary
+    for name in ("curves_steps.png", "curves_wallclock.png", "phases.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 1000
+    assert (tmp_path / "report" / "runs" / "cartpole" / "shac-state" / "smoke" / "seed0" / "metrics.jsonl").exists()
+
+
+def test_report_over_a_folder_without_runs_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no run folders" in proc.stderr
 
 
 def test_ctrl_c_leaves_a_resumable_folder(tmp_path):
