@@ -128,7 +128,7 @@ def _plot_curves(rows: list[dict], out: Path) -> list[str]:
             ax.plot(x, mean, label=label)
             ax.fill_between(x, mean - std, mean + std, alpha=0.2)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("evaluation return (deterministic, mean ± std over seeds)")
+        ax.set_ylabel("eval return (mean ± std over seeds)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()

@@ -69,7 +69,9 @@ class Actor(nn.Module):
     def __init__(self, obs_encoder: nn.Module | None, in_dim: int, units: list[int], action_dim: int, logstd_init: float):
         super().__init__()
         self.encoder = obs_encoder
-        self.mu = elu_layernorm_mlp(in_dim, units if obs_encoder is None else [in_dim, *units], action_dim)
+        # Layer sizes [in_dim] + units + [action_dim], hidden Linear -> ELU -> LayerNorm (the paper's
+        # ActorStochasticMLP; with pixels, in_dim is the encoder's feature size units[0]).
+        self.mu = elu_layernorm_mlp(in_dim, units, action_dim)
         self.logstd = nn.Parameter(torch.full((action_dim,), logstd_init))
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:

@@ -49,6 +49,17 @@ def test_shac_state_actor_input_keeps_the_graph_to_the_simulator():
     env.detach()
 
 
+@pytest.mark.parametrize("name, first_in", [("dva", 64), ("shac-state", 5)])
+def test_actor_and_critic_layer_sizes_are_the_papers(name, first_in):
+    method, _ = _make(name, actor_units=[64, 64], critic_units=[64, 64])
+    actor_linears = [(m.in_features, m.out_features) for m in method.actor.mu if isinstance(m, torch.nn.Linear)]
+    assert actor_linears == [(first_in, 64), (64, 64), (64, 1)]
+    critic_linears = [(m.in_features, m.out_features) for m in method.critic if isinstance(m, torch.nn.Linear)]
+    assert critic_linears == [(5, 64), (64, 64), (64, 1)]
+    if name == "dva":
+        assert method.actor.encoder.trunk[0].out_features == 64  # encoder output dim = units[0]
+
+
 def test_td_lambda_zero_is_the_one_step_target():
     rewards = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     next_values = torch.tensor([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]])
