@@ -72,7 +72,7 @@ def _validate_common(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             parser.error(f"bad --device {device!r}: {err}")
         if dev.type == "cuda" and not torch.cuda.is_available():
             parser.error(f"--device {device} requested but CUDA is not available")
-        if dev.type not in ("cpu", "cuda"):
+        if dev.type != "cpu" and dev.type != "cuda":
             parser.error(f"--device must be cpu or cuda[:k], got {device!r}")
 
 
