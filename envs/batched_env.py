@@ -35,6 +35,7 @@ class DiffVisualEnv:
         frame_stack: int = 3,
         render: str | None = "raytrace",
         supersample: int = 1,
+        crop_static_rows: bool = False,
     ):
         _check_int("num_envs", num_envs, minimum=1)
         _check_int("supersample", supersample, minimum=1)
@@ -62,10 +63,17 @@ class DiffVisualEnv:
             self.model, task.make_solver, num_envs, task.control_dt, task.substeps, self.device, collide=task.uses_contacts()
         )
         self.renderer = (
-            FixedCameraRenderer(self.model, task.camera, image_size, self.device, task.visual_bounds, supersample)
+            FixedCameraRenderer(
+                self.model, task.camera, image_size, self.device, task.visual_bounds, supersample, crop_static_rows=crop_static_rows
+            )
             if render
             else None
         )
+        if self.renderer is not None and min(self.renderer.output_shape) < MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"crop_static_rows leaves {self.renderer.output_shape[0]} x {self.renderer.output_shape[1]} pixels at image_size "
+                f"{image_size}; the encoders need at least {MIN_IMAGE_SIZE} rows: use a larger image_size"
+            )
         self.spec = EnvSpec(
             name=task.name,
             num_envs=num_envs,
@@ -74,7 +82,7 @@ class DiffVisualEnv:
             episode_length=task.episode_length,
             control_dt=task.control_dt,
             substeps=task.substeps,
-            image_shape=(3 * frame_stack, image_size, image_size) if render else None,
+            image_shape=(3 * frame_stack, *self.renderer.output_shape) if self.renderer is not None else None,
             frame_stack=frame_stack,
             reward_range=task.reward_range,
             render=render,

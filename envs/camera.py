@@ -120,6 +120,7 @@ class FixedCameraRenderer:
         supersample: int = 1,
         floor_half_extent: float = 10.0,
         wall_y: float = 10.0,
+        crop_static_rows: bool = False,
     ):
         self.model = model
         self.device = device
@@ -147,6 +148,15 @@ class FixedCameraRenderer:
         window = full_rays_np[self._rows, self._cols]
         self._window_shape = window.shape[:2]
         self._rays = wp.array(np.ascontiguousarray(window), dtype=wp.vec3f, device=wp_device)
+        # Rows outside the window only ever show the backdrop: with `crop_static_rows` they are left
+        # out of the observation (no information is lost; the encoder sees fewer constant pixels).
+        # The crop is aligned to whole supersample blocks so pooling stays exact.
+        k = supersample
+        if crop_static_rows and self._window_shape[0] > 0:
+            self._out_rows = slice((self._rows.start // k) * k, -(-self._rows.stop // k) * k)
+        else:
+            self._out_rows = slice(0, image_size)
+        self.output_shape = (int(self._out_rows.stop - self._out_rows.start) // k, image_size // k)
         # The moving bodies are untextured: the texture path alone costs ~15% of a trace on CPU.
         config = SensorCamera.RenderConfig(enable_textures=False, enable_global_world=False)
         self._state = model.state(requires_grad=False)
@@ -210,6 +220,7 @@ class FixedCameraRenderer:
         return self._unpack(packed)
 
     def _unpack(self, packed: torch.Tensor) -> torch.Tensor:
+        packed = packed[:, self._out_rows]
         rgb = packed.view(torch.uint8).reshape(*packed.shape, 4)[..., :3].permute(0, 3, 1, 2)
         if self.supersample > 1:
             pooled = torch.nn.functional.avg_pool2d(rgb.float(), self.supersample)

@@ -34,14 +34,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="runs", help="root folder of the run folders")
     run.add_argument("--eval-every", type=_positive_int, default=None, metavar="STEPS", help="env steps between evaluations")
     run.add_argument("--eval-episodes", type=_positive_int, default=16)
-    run.add_argument("--overwrite", action="store_true", help="start complete or interrupted runs afresh")
+    run.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                     help="change a config key of the preset (repeatable), e.g. --override actor_lr=1e-3; "
+                          "the run folder gets a hash suffix")
+    run.add_argument("--overwrite", action="store_true", help="delete existing run folders of the grid and start afresh")
+    run.add_argument("--dry-run", action="store_true", help="list the runs and what would happen to each, run nothing")
+    run.add_argument("--executor", default="local", help="local (process pool, default), slurm (submitit) or ray")
+    run.add_argument("--workers", type=int, default=1, help="runs at once (local and submitit-local); SLURM array parallelism")
+    run.add_argument("--slurm-partition", default=None)
+    run.add_argument("--timeout-min", type=_positive_int, default=24 * 60, help="SLURM time limit per job (requeued on timeout)")
+    run.add_argument("--cpus-per-run", type=_positive_int, default=2)
+    run.add_argument("--gpus-per-run", type=int, default=0)
+    run.add_argument("--submitit-local", action="store_true", help="submitit's local mode even where SLURM exists")
+    run.add_argument("--ray-address", default=None, help="an existing Ray cluster (auto or host:port); default starts one")
+    run.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (<run>/tensorboard)")
+    run.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     report = sub.add_parser("report", help="summary table and learning curves from run folders")
     report.add_argument("run_dirs", nargs="+", help="folders containing run folders (searched recursively)")
     report.add_argument("--out", required=True, help="report folder, e.g. results/cartpole-cpu")
-    report.add_argument("--threshold", type=float, default=None, help="also report time to reach this return")
-    report.add_argument("--machine", default="", help="machine description for the header")
+    report.add_argument("--threshold", type=float, default=None, help="return threshold for time-to-threshold (default: the task's, from the normalisation table)")
+    report.add_argument("--machine", default="", help="extra machine description for the header")
+    report.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples for the CIs (rliable)")
+    report.add_argument("--normalization", default=None, metavar="JSON", help="normalisation table (default results/normalization.json)")
+
+    check = sub.add_parser("check", help="rerun the reference configurations; fail when a return leaves its band")
+    check.add_argument("--reference", default=None, metavar="JSON", help="default results/reference.json")
+    check.add_argument("--methods", default=None, help="only these methods (comma list)")
+    check.add_argument("--tasks", default=None, help="only these tasks (comma list)")
+    check.add_argument("--seeds", default=None, help="seeds to rerun (default: each entry's first seed)")
+    check.add_argument("--out", default=None, help="keep the check's run folders here (default: a temporary folder)")
+    check.add_argument("--update", action="store_true", help="remake the selected entries (bands) from fresh runs with --seeds (default 0-2)")
+    check.add_argument("--quiet", action="store_true")
 
     bench = sub.add_parser("bench-env", help="environment throughput: physics, physics + render, horizon fwd+bwd")
     bench.add_argument("--task", default="cartpole")
@@ -79,64 +104,130 @@ def _validate_common(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """Expand and validate the grid before anything is written (bad input: exit status 2)."""
     import envs
-    from harness.specs import RunSpec, parse_budget, parse_seeds
-    from methods import resolve_method_name
-    from methods.presets import available_presets
+    from harness.executors import EXECUTORS, missing_executor_package
+    from harness.loggers import missing_logger_packages
+    from harness.specs import expand_grid, parse_budget, parse_overrides, parse_seeds
+    from methods import get_method_class, resolve_method_name
+    from methods.presets import available_presets, load_config
 
     try:
         parse_budget(args.budget)
         seeds = parse_seeds(args.seeds)
         methods = [resolve_method_name(m.strip()) for m in args.methods.split(",") if m.strip()]
+        overrides = parse_overrides(args.override)
     except ValueError as err:
         parser.error(str(err))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not methods or not tasks:
         parser.error("--methods and --tasks must name at least one method and task")
+    if len(set(methods)) != len(methods) or len(set(tasks)) != len(tasks):
+        parser.error("--methods and --tasks must not repeat a name")
     for task in tasks:
         if task not in envs.available_tasks():
             parser.error(f"unknown task {task!r}; available: {', '.join(envs.available_tasks())}")
     for method in methods:
         if args.preset not in available_presets(method):
             parser.error(f"unknown preset {args.preset!r} for {method}; available: {', '.join(available_presets(method))}")
-    return [
-        RunSpec(m, t, s, args.preset, args.budget, args.device, args.eval_every or 0, args.eval_episodes)
-        for t in tasks
-        for m in methods
-        for s in seeds
-    ]
+        for task in tasks:
+            try:
+                load_config(method, task, args.preset, get_method_class(method).config_cls, overrides)
+            except (ValueError, TypeError) as err:
+                parser.error(str(err))
+    if args.executor not in EXECUTORS:
+        parser.error(f"unknown executor {args.executor!r}; available: {', '.join(EXECUTORS)}")
+    if args.workers <= 0:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    if args.gpus_per_run < 0:
+        parser.error(f"--gpus-per-run must be >= 0, got {args.gpus_per_run}")
+    missing = missing_executor_package(args.executor)
+    if missing and not args.dry_run:
+        parser.error(missing)
+    loggers = [name for name in ("tensorboard", "wandb") if getattr(args, name)]
+    missing_loggers = missing_logger_packages(loggers)
+    if missing_loggers:
+        parser.error("missing logger package(s): " + ", ".join(missing_loggers))
+    common = dict(preset=args.preset, budget=args.budget, device=args.device, eval_every_steps=args.eval_every or 0,
+                  eval_episodes=args.eval_episodes, overrides=overrides)
+    return expand_grid(methods, tasks, seeds, **common), loggers
 
 
 def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import shutil
+    from pathlib import Path
 
-    from harness.runner import Run, read_status, run_dir
+    from harness.executors import GridOptions, execute_grid
+    from harness.runner import plan_action, run_dir
 
-    specs = _run_specs(parser, args)
+    specs, loggers = _run_specs(parser, args)
+    root = Path(args.out)
+    actions = {spec.run_id: ("start" if args.overwrite else plan_action(run_dir(root, spec))) for spec in specs}
+    if args.dry_run:
+        for spec in specs:
+            print(f"{actions[spec.run_id]:>6}  {spec.run_id}  budget={spec.budget} device={spec.device}"
+                  + (f" overrides={spec.overrides}" if spec.overrides else ""))
+        counts = {a: list(actions.values()).count(a) for a in ("start", "resume", "skip", "busy")}
+        print(f"{len(specs)} run(s): " + ", ".join(f"{n} {a}" for a, n in counts.items() if n) + f" (executor {args.executor})")
+        return 0
+    todo = []
+    for spec in specs:
+        folder = run_dir(root, spec)
+        if args.overwrite and folder.exists():
+            shutil.rmtree(folder)
+        if actions[spec.run_id] == "skip":
+            print(f"skip {spec.run_id}: complete ({folder})")
+        elif actions[spec.run_id] == "busy":
+            print(f"skip {spec.run_id}: running in another process ({folder})")
+        else:
+            todo.append(spec)
+    options = GridOptions(
+        root=root, quiet=args.quiet, loggers=loggers, workers=args.workers, slurm_partition=args.slurm_partition,
+        timeout_min=args.timeout_min, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+        submitit_local=args.submitit_local, ray_address=args.ray_address,
+    )
     try:
-        runs = [Run(spec, args.out, quiet=args.quiet) for spec in specs]
-    except ValueError as err:
-        parser.error(str(err))
-    statuses = {}
-    for run in runs:
-        status = read_status(run.folder)
-        if args.overwrite and run.folder.exists():
-            shutil.rmtree(run.folder)
-            status = None
-        if status == "complete":
-            print(f"skip {run.spec.run_id}: complete ({run.folder})")
-            statuses[run.spec.run_id] = status
-            continue
-        try:
-            statuses[run.spec.run_id] = run.execute()
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: {run.spec.run_id} can resume from its last evaluation ({run_dir(args.out, run.spec)})")
-            return 130
-        print(f"{statuses[run.spec.run_id]}: {run.spec.run_id} ({run.folder})")
+        statuses = execute_grid(todo, options, args.executor) if todo else {}
+    except KeyboardInterrupt:
+        print("\ninterrupted: rerun the same command to resume from the last evaluation of each run", file=sys.stderr)
+        return 130
     failed = [rid for rid, st in statuses.items() if st != "complete"]
     if failed:
-        print(f"{len(failed)} run(s) failed: {', '.join(failed)} (reasons in their run.json)")
+        print(f"{len(failed)} run(s) not complete: {', '.join(failed)} (reasons in their run.json)")
         return 1
     return 0
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
+    from pathlib import Path
+
+    from harness.check import DEFAULT_REFERENCE, format_results, load_reference, run_check, update_reference
+    from harness.specs import parse_seeds
+    from methods import resolve_method_name
+
+    try:
+        data, entries = load_reference(args.reference)
+        seeds = parse_seeds(args.seeds) if args.seeds else None
+        methods = {resolve_method_name(m.strip()) for m in args.methods.split(",")} if args.methods else None
+    except ValueError as err:
+        parser.error(str(err))
+    tasks = {t.strip() for t in args.tasks.split(",")} if args.tasks else None
+    selected = [e for e in entries if (methods is None or e.method in methods) and (tasks is None or e.task in tasks)]
+    if not selected:
+        parser.error("no reference entry matches --methods/--tasks")
+    if args.update:
+        out = Path(args.out or "runs/check")
+        made = update_reference(Path(args.reference or DEFAULT_REFERENCE), data, selected, out, seeds or [0, 1, 2], args.quiet, command)
+        for entry in made:
+            print(f"{entry['task']}/{entry['method']}/{entry['preset']}: observed {entry['observed']} -> band {entry['band']}")
+        return 0
+    try:
+        results, ok = run_check(selected, Path(args.out) if args.out else None, seeds, args.quiet)
+    except ValueError as err:
+        parser.error(str(err))
+    except RuntimeError as err:
+        print(f"check failed: {err}", file=sys.stderr)
+        return 1
+    print(format_results(results))
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,12 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from harness.report import write_report
 
+        command = "python -m harness " + " ".join(sys.argv[1:] if argv is None else argv)
         try:
-            out = write_report(args.run_dirs, args.out, "python -m harness " + " ".join(sys.argv[1:] if argv is None else argv), args.machine, args.threshold)
+            out = write_report(args.run_dirs, args.out, command, args.machine, args.threshold, args.reps, args.normalization)
         except ValueError as err:
             parser.error(str(err))
         print(f"report written to {out}/summary.md")
         return 0
+    if args.command == "check":
+        return _check(parser, args, "python -m harness " + " ".join(sys.argv[1:] if argv is None else argv))
     if args.command == "bench-env":
         from harness.bench_env import bench_env
 

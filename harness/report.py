@@ -1,8 +1,15 @@
-"""`harness report`: tables and learning curves from run folders (every number from `metrics.jsonl`).
+"""`harness report`: tables, statistics and figures from run folders (every number from `metrics.jsonl`).
 
-Curves are the deterministic evaluation return against env steps and against training
-wall-clock (evaluation excluded). Seeds are averaged on a common grid that ends at the shortest
-seed's last point; the table states each group's range so nothing is cut silently.
+What it writes into `--out`:
+- `summary.md` / `summary.csv`: per task x method x config, the final evaluation return (mean ± std
+  over seeds), its IQM with a 95% stratified-bootstrap CI (rliable), the time and env steps to reach
+  the task's threshold, seconds per 1k env steps, peak memory, and which runs failed or are missing;
+- `curves_steps.png`, `curves_wallclock.png`: deterministic evaluation return vs env steps and vs
+  training wall-clock (evaluation excluded), mean and 95% bootstrap CI over seeds (seaborn);
+- `iqm.png`: IQM of normalised scores with CIs; `poi.png`: probability that D.Va beats each method;
+- `phases.png`: seconds per iteration by phase;
+- `runs/`: a copy of each run's `run.json` and `metrics.jsonl`, so the report can be recomputed.
+Scores are normalised with the versioned table `results/normalization.json` (random 0, reference 1).
 """
 
 from __future__ import annotations
@@ -17,8 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from harness.io import write_text_atomic
+from harness.normalization import NormalizationTable, load_normalization
+from harness.stats import DEFAULT_REPS, iqm_with_ci, probability_of_improvement
 
 PHASES = ("sim_forward", "render", "actor_forward", "sim_backward", "actor_update", "critic_update")
+REQUIRED_RECORD_KEYS = ("env_steps", "train_wall_s", "eval_return_mean")
+CURVE_POINTS = 60
+FOCUS_METHOD = "dva"
 
 
 @dataclass
@@ -28,9 +40,51 @@ class RunRecord:
     records: list[dict]
 
     @property
+    def spec(self) -> dict:
+        return self.run["spec"]
+
+    @property
+    def config_name(self) -> str:
+        return self.folder.parent.name  # the preset, or preset+hash when the config was overridden
+
+    @property
     def key(self) -> tuple[str, str, str]:
-        spec = self.run["spec"]
-        return spec["task"], self.run["method"], spec["preset"]
+        return self.spec["task"], self.run["method"], self.config_name
+
+    @property
+    def complete(self) -> bool:
+        return self.run.get("status") == "complete" and bool(self.records)
+
+
+def _load_run(run_json: Path) -> RunRecord:
+    folder = run_json.parent
+    try:
+        run = json.loads(run_json.read_text())
+    except ValueError as err:
+        raise ValueError(f"{run_json} is not valid JSON: {err}") from None
+    spec = run.get("spec") if isinstance(run, dict) else None
+    if not isinstance(spec, dict) or not {"task", "method", "seed", "preset"} <= set(spec) or "method" not in run:
+        raise ValueError(f"{run_json} is not a harness run folder (run.json needs spec.task/method/seed/preset and method)")
+    records = []
+    metrics = folder / "metrics.jsonl"
+    if metrics.exists():
+        for number, line in enumerate(metrics.read_text().splitlines(), start=1):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise ValueError(f"{metrics}:{number} is not valid JSON (a torn write?)") from None
+            missing = [k for k in REQUIRED_RECORD_KEYS if k not in record]
+            if missing:
+                raise ValueError(f"{metrics}:{number} lacks {', '.join(missing)}")
+            for key in REQUIRED_RECORD_KEYS:
+                value = record[key]
+                if not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"{metrics}:{number} has a non-finite {key} ({value!r}); the report refuses NaN input")
+            records.append(record)
+        steps = [r["env_steps"] for r in records]
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            raise ValueError(f"{metrics}: env_steps are not strictly increasing (duplicated or out-of-order records)")
+    return RunRecord(folder, run, records)
 
 
 def find_runs(paths: list[str | Path]) -> list[RunRecord]:
@@ -40,65 +94,21 @@ def find_runs(paths: list[str | Path]) -> list[RunRecord]:
         if not root.exists():
             raise ValueError(f"{root} does not exist")
         for run_json in sorted(root.rglob("run.json")):
-            folder = run_json.parent
-            run = json.loads(run_json.read_text())
-            metrics = folder / "metrics.jsonl"
-            records = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
-            runs.append(RunRecord(folder, run, records))
+            if ".submitit" in run_json.parts:
+                continue
+            runs.append(_load_run(run_json))
     if not runs:
         raise ValueError(f"no run folders (run.json) under {', '.join(map(str, paths))}")
+    seen: dict[tuple, Path] = {}
+    for run in runs:
+        ident = (*run.key, run.spec["seed"])
+        if ident in seen:
+            raise ValueError(f"the same run appears twice: {seen[ident]} and {run.folder}; report one of them")
+        seen[ident] = run.folder
     return runs
 
 
-def _curve_on_grid(runs: list[RunRecord], x_key: str, points: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    xs = [np.array([r[x_key] for r in run.records], dtype=float) for run in runs]
-    ys = [np.array([r["eval_return_mean"] for r in run.records], dtype=float) for run in runs]
-    end = min(x[-1] for x in xs)
-    grid = np.linspace(0.0, end, points)
-    return grid, np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys)])
-
-
-def _fmt(mean: float, std: float) -> str:
-    return f"{mean:,.0f} ± {std:,.0f}"
-
-
-def summarise(runs: list[RunRecord]) -> list[dict]:
-    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
-    for run in runs:
-        groups[run.key].append(run)
-    rows = []
-    for (task, method, preset), members in sorted(groups.items()):
-        done = [m for m in members if m.records and m.run.get("status") == "complete"]
-        failed = [m for m in members if m.run.get("status") != "complete"]
-        finals = np.array([m.records[-1]["eval_return_mean"] for m in done]) if done else np.array([])
-        best = np.array([max(r["eval_return_mean"] for r in m.records) for m in done]) if done else np.array([])
-        train = [m.records[-1]["train_return_mean"] for m in done if m.records[-1]["train_return_mean"] is not None]
-        iters = sum(m.records[-1]["iteration"] for m in done)
-        phase_per_iter = {p: sum(m.records[-1]["phase_s"].get(p, 0.0) for m in done) / max(iters, 1) for p in PHASES}
-        rows.append(
-            {
-                "task": task,
-                "method": method,
-                "preset": preset,
-                "seeds": sorted(m.run["spec"]["seed"] for m in done),
-                "failed": [f"seed {m.run['spec']['seed']}: {m.run.get('status')} {m.run.get('failure', {}).get('message', '')}".strip() for m in failed],
-                "budget": members[0].run["spec"]["budget"],
-                "final_mean": float(finals.mean()) if finals.size else math.nan,
-                "final_std": float(finals.std()) if finals.size else math.nan,
-                "best_mean": float(best.mean()) if best.size else math.nan,
-                "train_return_mean": float(np.mean(train)) if train else math.nan,
-                "env_steps": [m.records[-1]["env_steps"] for m in done],
-                "train_wall_s": [m.records[-1]["train_wall_s"] for m in done],
-                "s_per_iteration": sum(m.records[-1]["train_wall_s"] for m in done) / max(iters, 1),
-                "phase_s_per_iteration": phase_per_iter,
-                "cpu_rss_peak_mb": max((m.records[-1]["cpu_rss_peak_mb"] for m in done), default=math.nan),
-                "runs": [str(m.folder) for m in members],
-                "_members": done,
-            }
-        )
-    return rows
-
-
+# -- per-group numbers -------------------------------------------------------------------------------
 def time_to_reach(run: RunRecord, threshold: float) -> tuple[float, int] | None:
     for r in run.records:
         if r["eval_return_mean"] >= threshold:
@@ -106,56 +116,180 @@ def time_to_reach(run: RunRecord, threshold: float) -> tuple[float, int] | None:
     return None
 
 
-def _plot_curves(rows: list[dict], out: Path) -> list[str]:
-    import matplotlib
+def _group(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        groups[run.key].append(run)
+    return dict(sorted(groups.items()))
 
-    matplotlib.use("Agg")
+
+def summarise(runs: list[RunRecord], norm: NormalizationTable, reps: int, threshold: float | None = None) -> list[dict]:
+    rows = []
+    for (task, method, config), members in _group(runs).items():
+        done = sorted((m for m in members if m.complete), key=lambda m: m.spec["seed"])
+        not_done = [m for m in members if not m.complete]
+        finals = np.array([m.records[-1]["eval_return_mean"] for m in done])
+        row: dict = {
+            "task": task, "method": method, "config": config, "budget": members[0].spec["budget"],
+            "seeds": [m.spec["seed"] for m in done],
+            "not_complete": [f"seed {m.spec['seed']}: {m.run.get('status')}"
+                             + (f" ({m.run['failure']['message']})" if m.run.get("failure") else "") for m in not_done],
+            "_members": done,
+        }
+        row["final_mean"] = float(finals.mean()) if finals.size else math.nan
+        row["final_std"] = float(finals.std()) if finals.size else math.nan
+        if finals.size:
+            iqm, (low, high) = iqm_with_ci({method: finals}, reps=reps)[method]
+        else:
+            iqm, low, high = math.nan, math.nan, math.nan
+        row.update(final_iqm=iqm, final_iqm_ci_low=low, final_iqm_ci_high=high)
+        row["final_normalized_mean"] = float(np.mean(norm.normalize(task, finals))) if finals.size and norm.has(task) else math.nan
+        row["train_return_mean"] = float(np.mean([m.records[-1]["train_return_mean"] for m in done if m.records[-1].get("train_return_mean") is not None] or [math.nan]))
+        row["env_steps_max"] = max((m.records[-1]["env_steps"] for m in done), default=0)
+        row["train_wall_s_max"] = max((m.records[-1]["train_wall_s"] for m in done), default=0.0)
+        total_steps = sum(m.records[-1]["env_steps"] for m in done)
+        total_train = sum(m.records[-1]["train_wall_s"] for m in done)
+        iterations = sum(m.records[-1].get("iteration", 0) for m in done)
+        row["s_per_1k_steps"] = 1000.0 * total_train / total_steps if total_steps else math.nan
+        row["s_per_iteration"] = total_train / iterations if iterations else math.nan
+        row["phase_s_per_iteration"] = {
+            p: sum(m.records[-1].get("phase_s", {}).get(p, 0.0) for m in done) / iterations if iterations else 0.0 for p in PHASES
+        }
+        row["cpu_rss_peak_mb"] = max((m.records[-1].get("cpu_rss_peak_mb", math.nan) for m in done), default=math.nan)
+        row["gpu_mem_peak_mb"] = max((m.records[-1].get("gpu_mem_peak_torch_mb", math.nan) for m in done), default=math.nan)
+        level = threshold if threshold is not None else norm.threshold(task)
+        row["threshold"] = level
+        hits = [time_to_reach(m, level) for m in done] if level is not None else []
+        reached = [h for h in hits if h is not None]
+        row["threshold_reached"] = f"{len(reached)}/{len(done)}" if level is not None else ""
+        row["time_to_threshold_min"] = float(np.mean([h[0] for h in reached]) / 60.0) if reached else math.nan
+        row["steps_to_threshold"] = float(np.mean([h[1] for h in reached])) if reached else math.nan
+        row["_hits"] = hits
+        rows.append(row)
+    return rows
+
+
+def _label(row: dict, rows: list[dict]) -> str:
+    """`method`, or `method (config)` when one method appears with several configs."""
+    configs = {r["config"] for r in rows if r["method"] == row["method"]}
+    return row["method"] if len(configs) == 1 else f"{row['method']} ({row['config']})"
+
+
+def aggregate_scores(rows: list[dict], norm: NormalizationTable) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Normalised final scores per method label as (seeds, tasks) over the tasks every method has."""
+    notes = []
+    by_label: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    for row in rows:
+        if row["_members"] and norm.has(row["task"]):
+            by_label[_label(row, rows)][row["task"]] = list(norm.normalize(row["task"], [m.records[-1]["eval_return_mean"] for m in row["_members"]]))
+    if not by_label:
+        return {}, ["no normalisation entry for these tasks: no aggregate scores"]
+    tasks = sorted(set.intersection(*(set(t) for t in by_label.values())))
+    scores = {}
+    for label, per_task in by_label.items():
+        counts = {len(per_task[t]) for t in tasks}
+        if len(counts) != 1:
+            notes.append(f"{label}: different seed counts per task ({sorted(counts)}); left out of the aggregate")
+            continue
+        scores[label] = np.array([per_task[t] for t in tasks]).T
+    return scores, notes
+
+
+# -- figures -----------------------------------------------------------------------------------------
+def _curve_frame(rows: list[dict], x_key: str, scale: float):
+    """Long-form (label, seed, x, return) on one common grid per figure; a run contributes up to its own
+    last evaluation, never beyond (no extrapolation), so the right end may rest on fewer seeds."""
+    import pandas as pd
+
+    members = [(r, m) for r in rows for m in r["_members"]]
+    end = max(m.records[-1][x_key] for _, m in members)
+    grid = np.linspace(0.0, end, CURVE_POINTS)
+    frames = []
+    for row, m in members:
+        xs = np.array([r[x_key] for r in m.records], dtype=float)
+        ys = np.array([r["eval_return_mean"] for r in m.records], dtype=float)
+        inside = grid[grid <= xs[-1] + 1e-9]
+        frames.append(pd.DataFrame({"method": _label(row, rows), "task": row["task"], "seed": m.spec["seed"],
+                                    "x": inside / scale, "return": np.interp(inside, xs, ys)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _plot_curves(rows: list[dict], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
+    import seaborn as sns
 
     files = []
-    for x_key, xlabel, name in (
-        ("env_steps", "environment steps (simulator control steps)", "curves_steps.png"),
-        ("train_wall_s", "training wall-clock [min] (evaluation excluded)", "curves_wallclock.png"),
+    for x_key, scale, xlabel, name in (
+        ("env_steps", 1e6, "environment steps [millions] (simulator control steps)", "curves_steps.png"),
+        ("train_wall_s", 60.0, "training wall-clock [min] (evaluation excluded)", "curves_wallclock.png"),
     ):
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        for row in rows:
-            if not row["_members"]:
-                continue
-            grid, ys = _curve_on_grid(row["_members"], x_key)
-            x = grid / 60.0 if x_key == "train_wall_s" else grid
-            mean, std = ys.mean(0), ys.std(0)
-            label = f"{row['method']} ({row['task']}, {row['preset']}, {len(row['seeds'])} seeds)"
-            ax.plot(x, mean, label=label)
-            ax.fill_between(x, mean - std, mean + std, alpha=0.2)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("eval return (mean ± std over seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        data = _curve_frame(rows, x_key, scale)
+        tasks = sorted(data["task"].unique())
+        fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.2), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            sns.lineplot(data=data[data["task"] == task], x="x", y="return", hue="method", errorbar=("ci", 95),
+                         n_boot=1000, seed=0, ax=ax)
+            ax.set_title(task)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("evaluation return (mean, 95% CI over seeds)")
+            ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / name, dpi=120)
         plt.close(fig)
         files.append(name)
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    labels = [f"{r['method']}\n{r['task']}/{r['preset']}" for r in rows if r["_members"]]
-    left = np.zeros(len(labels))
-    for phase in PHASES:
-        values = np.array([r["phase_s_per_iteration"][phase] for r in rows if r["_members"]])
-        ax.barh(labels, values, left=left, label=phase)
-        left += values
+    return files
+
+
+def _plot_phases(rows: list[dict], out: Path) -> str:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    table = pd.DataFrame({f"{_label(r, rows)}\n{r['task']}": r["phase_s_per_iteration"] for r in rows if r["_members"]}).T
+    fig, ax = plt.subplots(figsize=(7.0, 0.6 + 0.55 * len(table)))
+    table[list(PHASES)].plot.barh(stacked=True, ax=ax, colormap="tab10")
     ax.set_xlabel("seconds per iteration (training only)")
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(out / "phases.png", dpi=120)
     plt.close(fig)
-    files.append("phases.png")
-    return files
+    return "phases.png"
 
 
+def _plot_iqm(iqm: dict[str, tuple[float, tuple[float, float]]], out: Path) -> str:
+    """rliable's interval-estimate plot of the aggregate IQM per method."""
+    import matplotlib.pyplot as plt
+    from rliable import plot_utils
+
+    points = {k: np.array([v[0]]) for k, v in iqm.items()}
+    cis = {k: np.array([[v[1][0]], [v[1][1]]]) for k, v in iqm.items()}
+    fig, _ = plot_utils.plot_interval_estimates(points, cis, metric_names=["IQM"], algorithms=list(iqm),
+                                                xlabel="normalised final score (95% CI)", subfigure_width=4.5,
+                                                row_height=max(0.6, 1.6 / len(iqm)), xlabel_y_coordinate=-0.35 if len(iqm) < 3 else -0.1)
+    fig.savefig(out / "iqm.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return "iqm.png"
+
+
+def _plot_poi(poi: dict[str, tuple[float, tuple[float, float]]], out: Path) -> str:
+    """rliable's probability-of-improvement plot; keys are `X,Y` (method names never contain commas)."""
+    import matplotlib.pyplot as plt
+    from rliable import plot_utils
+
+    probs = {k: v[0] for k, v in poi.items()}
+    cis = {k: np.array([v[1][0], v[1][1]]) for k, v in poi.items()}
+    ax = plot_utils.plot_probability_of_improvement(probs, cis, pair_separator=",", figsize=(4.5, 0.6 + 0.5 * len(probs)),
+                                                    xticks=[0.0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlim(-0.02, 1.02)
+    ax.figure.savefig(out / "poi.png", dpi=120, bbox_inches="tight")
+    plt.close(ax.figure)
+    return "poi.png"
+
+
+# -- the report --------------------------------------------------------------------------------------
 def _copy_run_files(runs: list[RunRecord], dest: Path) -> None:
     """Keep each run's small files beside the report so anyone can recompute it (never checkpoints)."""
     for run in runs:
-        spec = run.run["spec"]
-        target = dest / spec["task"] / run.run["method"] / spec["preset"] / f"seed{spec['seed']}"
+        target = dest / run.spec["task"] / run.run["method"] / run.config_name / f"seed{run.spec['seed']}"
         if target.resolve() == run.folder.resolve():
             continue
         target.mkdir(parents=True, exist_ok=True)
@@ -164,45 +298,91 @@ def _copy_run_files(runs: list[RunRecord], dest: Path) -> None:
                 shutil.copyfile(run.folder / name, target / name)
 
 
-def write_report(paths: list[str | Path], out: str | Path, command: str, machine_note: str, threshold: float | None = None) -> Path:
+def _num(value: float, fmt: str = ",.0f") -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def write_report(paths: list[str | Path], out: str | Path, command: str, machine_note: str = "",
+                 threshold: float | None = None, reps: int = DEFAULT_REPS, normalization: str | Path | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
     runs = find_runs(paths)
-    rows = summarise(runs)
+    norm = load_normalization(normalization)
+    rows = summarise(runs, norm, reps, threshold)
+    if not any(r["_members"] for r in rows):
+        raise ValueError("no complete run to report: " + "; ".join(f"{r['method']} {n}" for r in rows for n in r["not_complete"]))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _copy_run_files(runs, out / "runs")
-    figures = _plot_curves(rows, out)
+    figures = _plot_curves(rows, out) + [_plot_phases(rows, out)]
+
+    scores, notes = aggregate_scores(rows, norm)
+    iqm = iqm_with_ci(scores, reps=reps) if scores else {}
+    if iqm:
+        figures.append(_plot_iqm(iqm, out))
+    focus = [label for label in scores if label.split(" ")[0] == FOCUS_METHOD]
+    poi = {}
+    if len(focus) == 1:
+        for other in scores:
+            if other != focus[0]:
+                poi[f"{focus[0]},{other}"] = probability_of_improvement(scores[focus[0]], scores[other], reps=reps)
+        if poi:
+            figures.append(_plot_poi(poi, out))
+
+    machines = sorted({f"{m.run.get('machine', {}).get('cpu', '?')} ({m.run.get('machine', {}).get('cpu_count', '?')} cores)"
+                       + (f", GPU {m.run['machine']['gpu']}" if m.run.get("machine", {}).get("gpu") else "") for m in runs})
+    gits = sorted({str(m.run.get("machine", {}).get("git")) for m in runs})
     lines = [
         f"# Report: {', '.join(sorted({r['task'] for r in rows}))}",
         "",
         f"Made by: `{command}`",
         "",
-        f"Machine: {machine_note}",
+        f"Machine: {machine_note + '; ' if machine_note else ''}{'; '.join(machines)}. Code: {', '.join(gits)}.",
         "",
-        "Returns are deterministic-policy evaluation returns (one full episode per eval env) at the end of",
-        "the budget; ± is the std over seeds. Wall-clock is training only (evaluation excluded).",
+        f"Final return = deterministic-policy evaluation return (one full episode per eval env) at the last "
+        f"evaluation of each run; mean ± std and IQM [95% stratified-bootstrap CI, {reps} resamples, rliable] over "
+        f"seeds. Wall-clock is training only (evaluation excluded). Normalised score: {norm.describe()}.",
         "",
-        "| task | method | preset | budget | seeds | final eval return | best eval return | train return (last 100 ep.) | env steps | s / iteration | peak RSS [MB] |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | method | config | budget | seeds | final return | IQM [95% CI] | normalised | to threshold (reached, min, env steps) | env steps | s / 1k steps | s / iter | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        steps = f"{min(r['env_steps']):,}–{max(r['env_steps']):,}" if r["env_steps"] else "—"
+        to_threshold = (f"≥{_num(r['threshold'])}: {r['threshold_reached']}, {_num(r['time_to_threshold_min'], '.1f')} min, "
+                        f"{_num(r['steps_to_threshold'])}") if r["threshold"] is not None else "—"
         lines.append(
-            f"| {r['task']} | {r['method']} | {r['preset']} | {r['budget']} | {','.join(map(str, r['seeds']))} | "
-            f"{_fmt(r['final_mean'], r['final_std'])} | {r['best_mean']:,.0f} | {r['train_return_mean']:,.0f} | {steps} | "
-            f"{r['s_per_iteration']:.2f} | {r['cpu_rss_peak_mb']:,.0f} |"
+            f"| {r['task']} | {r['method']} | {r['config']} | {r['budget']} | {','.join(map(str, r['seeds'])) or '—'} | "
+            f"{_num(r['final_mean'])} ± {_num(r['final_std'])} | {_num(r['final_iqm'])} [{_num(r['final_iqm_ci_low'])}, "
+            f"{_num(r['final_iqm_ci_high'])}] | {_num(r['final_normalized_mean'], '.2f')} | {to_threshold} | "
+            f"{_num(r['env_steps_max'])} | {_num(r['s_per_1k_steps'], '.2f')} | {_num(r['s_per_iteration'], '.2f')} | {_num(r['cpu_rss_peak_mb'])} |"
         )
-    if threshold is not None:
-        lines += ["", f"Time to reach an evaluation return of {threshold:,.0f} (per seed):", ""]
-        for r in rows:
-            for m in r["_members"]:
-                hit = time_to_reach(m, threshold)
-                where = f"{hit[0] / 60:.1f} min, {hit[1]:,} env steps" if hit else "not reached"
-                lines.append(f"- {r['method']} seed {m.run['spec']['seed']}: {where}")
-    lines += ["", "Per-iteration phase time [s] (mean over seeds):", "", "| method | " + " | ".join(PHASES) + " |", "|---" * (len(PHASES) + 1) + "|"]
+    lines += ["", "Per seed: final return, and time to the threshold (training minutes, env steps):", ""]
     for r in rows:
-        lines.append(f"| {r['method']} | " + " | ".join(f"{r['phase_s_per_iteration'][p]:.3f}" for p in PHASES) + " |")
-    failed = [f for r in rows for f in r["failed"]]
-    lines += ["", "Failed or unfinished runs: " + ("; ".join(failed) if failed else "none"), ""]
+        for m, hit in zip(r["_members"], r["_hits"] or [None] * len(r["_members"])):
+            where = f"{hit[0] / 60:.1f} min, {hit[1]:,} steps" if hit else "not reached"
+            lines.append(f"- {r['task']} {_label(r, rows)} seed {m.spec['seed']}: {m.records[-1]['eval_return_mean']:,.0f} "
+                         f"after {m.records[-1]['train_wall_s'] / 60:.1f} min / {m.records[-1]['env_steps']:,} steps; threshold: {where}")
+    lines += ["", "Per-iteration phase time [s] (mean over seeds):", "", "| task | method | " + " | ".join(PHASES) + " |",
+              "|---" * (len(PHASES) + 2) + "|"]
+    for r in rows:
+        if r["_members"]:
+            lines.append(f"| {r['task']} | {_label(r, rows)} | " + " | ".join(f"{r['phase_s_per_iteration'][p]:.3f}" for p in PHASES) + " |")
+    if iqm:
+        lines += ["", "Aggregate IQM of normalised final scores [95% CI]: "
+                  + "; ".join(f"{k} {v[0]:.2f} [{v[1][0]:.2f}, {v[1][1]:.2f}]" for k, v in iqm.items())]
+    if poi:
+        lines += ["", "Probability of improvement: " + "; ".join(f"P({k.replace(',', ' > ')}) = {v[0]:.2f} [{v[1][0]:.2f}, {v[1][1]:.2f}]" for k, v in poi.items())]
+    incomplete = [f"{r['task']} {r['method']} ({r['config']}) {n}" for r in rows for n in r["not_complete"]]
+    lines += ["", "Failed, interrupted or unfinished runs (left out of every number above): " + ("; ".join(incomplete) or "none")]
+    lines += notes and ["", "Notes: " + "; ".join(notes)]
+    x_ends = {f"{_label(r, rows)}": sorted(m.records[-1]["env_steps"] for m in r["_members"]) for r in rows if r["_members"]}
+    lines += ["", f"Curves: seeds are interpolated onto a common grid of {CURVE_POINTS} points up to the longest run; a run "
+              "contributes up to its last evaluation only, so where runs end at different points the right end rests on fewer "
+              "seeds (last env steps per seed: " + "; ".join(f"{k}: {', '.join(f'{s:,}' for s in v)}" for k, v in x_ends.items()) + ").", ""]
     lines += [f"![{f}]({f})" for f in figures]
     write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")
+    csv_rows = [{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items() if not k.startswith("_")} for r in rows]
+    write_text_atomic(out / "summary.csv", pd.DataFrame(csv_rows).to_csv(index=False))
     return out

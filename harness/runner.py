@@ -12,6 +12,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import socket
+import threading
 import time
 import traceback
 from collections import deque
@@ -22,6 +25,7 @@ from tqdm import tqdm
 
 import envs
 from harness.io import write_json_atomic
+from harness.loggers import make_loggers
 from harness.resources import PeakMemory
 from harness.specs import RunSpec, parse_budget
 from harness.system_info import system_info
@@ -33,14 +37,49 @@ DEFAULT_EVAL_EVERY_STEPS = 51_200
 
 
 def run_dir(root: str | os.PathLike, spec: RunSpec) -> Path:
-    return Path(root) / spec.task / spec.method / spec.preset / f"seed{spec.seed}"
+    return Path(root) / spec.task / spec.method / spec.config_name / f"seed{spec.seed}"
+
+
+def read_run_json(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def read_status(folder: Path) -> str | None:
+    return read_run_json(folder).get("status")
+
+
+def _pid_alive(pid: int) -> bool:
     try:
-        return json.loads((folder / "run.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def plan_action(folder: Path) -> str:
+    """What rerunning a grid does with this folder.
+
+    `skip` (complete), `busy` (status running and its process is alive on this host: another
+    grid owns it), `resume` (running, interrupted, or its worker died, with a checkpoint: a
+    killed, Ctrl-C'd or preempted run), `start` (nothing there, no checkpoint, or failed in the
+    method itself, e.g. diverged: begins from scratch).
+    """
+    run = read_run_json(folder)
+    status = run.get("status")
+    if status == "complete":
+        return "skip"
+    if status == "running" and run.get("host") == socket.gethostname() and run.get("pid") not in (None, os.getpid()):
+        if _pid_alive(int(run["pid"])):
+            return "busy"
+    died = status == "failed" and run.get("failure", {}).get("type") == "WorkerDied"  # killed, OOM, preempted
+    if (status in ("running", "interrupted") or died) and (folder / "checkpoint.pt").exists():
+        return "resume"
+    return "start"
 
 
 @torch.no_grad()
@@ -82,14 +121,16 @@ def _records_up_to(path: Path, env_steps: int) -> list[str]:
 
 
 class Run:
-    def __init__(self, spec: RunSpec, root: str | os.PathLike, quiet: bool = False):
+    def __init__(self, spec: RunSpec, root: str | os.PathLike, quiet: bool = False, loggers: list[str] | None = None):
         self.spec = spec
         self.folder = run_dir(root, spec)
         self.quiet = quiet
+        self.logger_names = list(loggers or [])  # optional TensorBoard / W&B mirrors of metrics.jsonl
+        self.loggers: list = []
         self.budget = parse_budget(spec.budget)
         self.method_name = resolve_method_name(spec.method)
         self.method_cls = get_method_class(self.method_name)
-        self.config = load_config(self.method_name, spec.task, spec.preset, self.method_cls.config_cls)
+        self.config = load_config(self.method_name, spec.task, spec.preset, self.method_cls.config_cls, spec.overrides)
         self.device = torch.device(spec.device)
         self.run_json: dict = {}
 
@@ -118,7 +159,7 @@ class Run:
         counters = {"iteration": 0, "env_steps": 0, "train_s": 0.0, "eval_s": 0.0, "next_eval": 0, "train_returns": []}
         phase_totals: dict[str, float] = {}
         resumed = False
-        if checkpoint_path.exists() and read_status(self.folder) in ("running", "interrupted"):
+        if plan_action(self.folder) == "resume":
             state = torch.load(checkpoint_path, map_location=self.device, weights_only=False)
             method.load_state_dict(state["method"])
             counters = state["counters"]
@@ -140,9 +181,12 @@ class Run:
             "machine": system_info(),
             "status": "running",
             "resumed": resumed,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
             "started_at": self.run_json.get("started_at", time.strftime("%Y-%m-%dT%H:%M:%S")),
         }
         self._write_run_json()
+        self.loggers = make_loggers(self.logger_names, self.folder, self.spec.run_id, self.run_json["config"])
         memory = PeakMemory(self.device)
         train_returns = deque(counters["train_returns"], maxlen=TRAIN_RETURN_WINDOW)
         grad_norms: list[float] = []
@@ -180,7 +224,11 @@ class Run:
                 **memory.as_dict(),
             }
             _append_record(metrics_path, record)
+            for logger in self.loggers:
+                logger.log(record, step=counters["env_steps"])
             counters["last_eval_steps"] = counters["env_steps"]
+            while counters["next_eval"] <= counters["env_steps"]:  # before the checkpoint, so a resume keeps the grid
+                counters["next_eval"] += eval_every
             grad_norms.clear()
             counters["train_returns"] = list(train_returns)
             counters["phase_totals"] = dict(phase_totals)
@@ -192,7 +240,6 @@ class Run:
             last_metrics: dict = {}
             if counters["iteration"] == 0 and not resumed:
                 record_eval({})  # the untrained policy: every curve starts at step 0
-                counters["next_eval"] = eval_every
             while self.budget.spent(counters["train_s"], counters["env_steps"]) < 1.0:
                 start = time.perf_counter()
                 stats = method.iterate(env)
@@ -210,10 +257,11 @@ class Run:
                 bar.update(elapsed if self.budget.kind == "seconds" else stats.env_steps)
                 if counters["env_steps"] >= counters["next_eval"]:
                     record_eval(last_metrics)
-                    counters["next_eval"] += eval_every
             if counters["env_steps"] > counters.get("last_eval_steps", -1):  # the end is always evaluated
                 record_eval(last_metrics)
         except KeyboardInterrupt:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the write below
             bar.close()
             self._write_run_json(status="interrupted", stopped_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
             raise
@@ -225,6 +273,9 @@ class Run:
                 stopped_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
             )
             return "failed"
+        finally:
+            for logger in self.loggers:
+                logger.close()
         bar.close()
         self._write_run_json(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
         return "complete"

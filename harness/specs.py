@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+import yaml
 
 _TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _COUNT_SUFFIX = {"": 1, "k": 1_000, "K": 1_000, "m": 1_000_000, "M": 1_000_000}
@@ -61,8 +65,31 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """`["actor_lr=1e-3", "actor_units=[32,32]"]` -> {"actor_lr": 0.001, "actor_units": [32, 32]} (YAML values)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key.strip()):
+            raise ValueError(f"malformed override {item!r}: use key=value, e.g. actor_lr=1e-3")
+        overrides[key.strip()] = _parse_value(value.strip())
+    return overrides
+
+
+def _parse_value(text: str):
+    """Numbers as numbers (YAML would read `1e-3` as a string), everything else as YAML."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
 @dataclass(frozen=True)
 class RunSpec:
+    """One run of the grid. Everything that changes the numbers is in here (and so in run.json)."""
+
     method: str
     task: str
     seed: int
@@ -71,10 +98,28 @@ class RunSpec:
     device: str = "cpu"
     eval_every_steps: int = 0  # 0: the method's default
     eval_episodes: int = 16
+    overrides: dict = field(default_factory=dict, hash=False)  # config keys changed from the preset
+
+    @property
+    def config_name(self) -> str:
+        """The preset, suffixed with a short hash of the overrides, so a changed config never shares a folder."""
+        if not self.overrides:
+            return self.preset
+        digest = hashlib.sha1(json.dumps(self.overrides, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.preset}+{digest}"
 
     @property
     def run_id(self) -> str:
-        return f"{self.task}/{self.method}/{self.preset}/seed{self.seed}"
+        return f"{self.task}/{self.method}/{self.config_name}/seed{self.seed}"
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunSpec":
+        return cls(**data)
+
+
+def expand_grid(methods: list[str], tasks: list[str], seeds: list[int], **common) -> list[RunSpec]:
+    """The method x task x seed grid, task-major then method then seed (the order runs start in)."""
+    return [RunSpec(method=m, task=t, seed=s, **common) for t in tasks for m in methods for s in seeds]

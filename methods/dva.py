@@ -38,6 +38,7 @@ class DVAConfig:
     image_size: int = 84
     supersample: int = 1
     frame_stack: int = 3
+    crop_static_rows: bool = False  # drop rows that only ever show the backdrop (envs.make)
     # Algorithm (section 5 "common to all tasks").
     horizon: int = 32
     gamma: float = 0.99
@@ -119,6 +120,7 @@ class ShortHorizonActorCritic(Method):
             "image_size": config.image_size,
             "supersample": config.supersample,
             "frame_stack": config.frame_stack,
+            "crop_static_rows": config.crop_static_rows,
             "render": render,
         }
 

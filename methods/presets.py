@@ -15,8 +15,11 @@ def available_presets(method: str) -> list[str]:
     return sorted(yaml.safe_load(path.read_text())) if path.exists() else []
 
 
-def load_config(method: str, task: str, preset: str, config_cls):
-    """The config dataclass for (method, task, preset); unknown names raise ValueError naming them."""
+def load_config(method: str, task: str, preset: str, config_cls, overrides: dict | None = None):
+    """The config dataclass for (method, task, preset), with `overrides` applied on top.
+
+    Unknown presets, tasks or keys (in the file or in the overrides) raise ValueError naming them.
+    """
     path = CONFIG_DIR / f"{method}.yaml"
     if not path.exists():
         raise ValueError(f"no config file for method {method!r} ({path})")
@@ -30,6 +33,21 @@ def load_config(method: str, task: str, preset: str, config_cls):
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"{path.name}[{preset}][{task}] has unknown keys: {', '.join(sorted(unknown))}")
+    bad_overrides = set(overrides or {}) - known
+    if bad_overrides:
+        raise ValueError(f"unknown config key(s) for {method}: {', '.join(sorted(bad_overrides))}; known: {', '.join(sorted(known))}")
+    defaults = config_cls()
+    for key, value in (overrides or {}).items():
+        default = getattr(defaults, key)
+        if isinstance(default, bool) != isinstance(value, bool) or (
+            isinstance(default, (int, float)) and not isinstance(value, (int, float))
+        ) or (isinstance(default, (list, tuple)) and not isinstance(value, (list, tuple))) or (
+            isinstance(default, str) and not isinstance(value, str)
+        ):
+            raise ValueError(f"override {key}={value!r} has the wrong type; {method}'s {key} is like {default!r}")
+        if isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        values[key] = value
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
     return config_cls(**values)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 import envs
+from envs.batched_env import MIN_IMAGE_SIZE
 
 
 def test_spec_describes_the_task(pixel_env):
@@ -113,6 +115,21 @@ def test_cartpole_renders_the_pole_in_orange():
     assert rows.max() - rows.min() > 5, "an upright pole should span several rows"
     grey = (image.max(dim=0).values - image.min(dim=0).values < 0.02)
     assert grey.float().mean() > 0.5, "floor and backdrop should be grey"
+
+
+@pytest.mark.parametrize("size, supersample", [(48, 2), (84, 1)])
+def test_cropping_static_rows_keeps_every_pixel_that_can_change(size, supersample):
+    full = envs.make("cartpole", num_envs=3, image_size=size, supersample=supersample)
+    cropped = envs.make("cartpole", num_envs=3, image_size=size, supersample=supersample, crop_static_rows=True)
+    _, height, width = cropped.spec.image_shape
+    assert width == size and MIN_IMAGE_SIZE <= height < size * 0.7
+    # extreme poses: the cart at both rail ends, the pole up, down and sideways
+    q = torch.tensor([[-2.5, 0.0], [2.5, 3.1416], [0.0, 1.5708]])
+    a, b = full.renderer.render(q), cropped.renderer.render(q)
+    start = next(r for r in range(size) if torch.equal(a[:, :, r : r + height], b))  # the crop is a row band
+    outside = torch.cat([a[:, :, :start], a[:, :, start + height :]], dim=2)
+    backdrop = full.renderer.render(torch.tensor([[0.0, 0.0]]))  # any pose: rows outside the band never change
+    assert torch.equal(outside, torch.cat([backdrop[:, :, :start], backdrop[:, :, start + height :]], dim=2).expand_as(outside))
 
 
 def test_gym_vector_wrapper_roundtrip():

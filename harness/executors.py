@@ -1,0 +1,284 @@
+"""Where the runs of a grid execute: local subprocesses (default), SLURM through submitit, or Ray.
+
+Every run executes in a process of its own (`harness.worker`), so a crash, a NaN or an
+out-of-memory kill ends only that run, and peak memory is the run's own. The parent only
+launches, waits and, when a worker died without saying why, records the exit in the run's
+`run.json` (status `failed`) so the report lists it. A run that was already complete is never
+launched; an interrupted or killed one resumes from its checkpoint (see `runner.plan_action`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from harness.io import write_json_atomic
+from harness.runner import read_run_json, run_dir
+from harness.specs import RunSpec
+
+EXECUTORS = ("local", "slurm", "ray")
+INTERRUPTED_EXIT = 130
+
+
+@dataclass
+class GridOptions:
+    root: Path
+    quiet: bool = False
+    loggers: list[str] = field(default_factory=list)
+    workers: int = 1
+    # submitit / SLURM
+    slurm_partition: str | None = None
+    timeout_min: int = 24 * 60
+    cpus_per_run: int = 2
+    gpus_per_run: int = 0
+    submitit_local: bool = False  # force submitit's local mode (CI tests it this way)
+    # Ray
+    ray_address: str | None = None
+
+
+def worker_payload(spec: RunSpec, options: GridOptions, quiet: bool) -> dict:
+    return {"spec": spec.as_dict(), "root": str(options.root), "quiet": quiet, "loggers": options.loggers}
+
+
+def run_in_this_process(payload: dict) -> str:
+    """Execute one run here; the entry point every executor ends up calling (in a fresh process).
+
+    Errors while building the env or method (before the run's own bookkeeping starts) are recorded
+    in run.json too, so the report can say why the run is missing."""
+    from harness.runner import Run
+
+    spec = RunSpec.from_dict(payload["spec"])
+    try:
+        return Run(spec, payload["root"], quiet=payload["quiet"], loggers=payload["loggers"]).execute()
+    except Exception as err:
+        import traceback
+
+        failure = {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(limit=5)}
+        record_failure(spec, Path(payload["root"]), failure)
+        return "failed"
+
+
+def record_failure(spec: RunSpec, root: Path, failure: dict) -> None:
+    """Mark a run failed in its run.json (created if the run died before writing one)."""
+    folder = run_dir(root, spec)
+    run = read_run_json(folder)
+    run.update(status="failed", failure=failure, stopped_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    run.setdefault("spec", spec.as_dict())
+    run.setdefault("run_id", spec.run_id)
+    run.setdefault("method", spec.method)
+    write_json_atomic(folder / "run.json", run)
+
+
+def settle(spec: RunSpec, root: Path, reason: str) -> str:
+    """The run's final status; a worker that died while `running` is recorded as failed with `reason`."""
+    status = read_run_json(run_dir(root, spec)).get("status")
+    if status in ("complete", "failed", "interrupted"):
+        return status
+    record_failure(spec, root, {"type": "WorkerDied", "message": reason})
+    return "failed"
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"worker killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"worker killed by signal {-returncode}"
+    return f"worker exited with status {returncode} before recording a result"
+
+
+# -- local: one subprocess per run, at most `workers` at a time --------------------------------------
+class LocalExecutor:
+    def __init__(self, options: GridOptions):
+        self.options = options
+        self._children: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def _launch(self, spec: RunSpec) -> str:
+        if self._stopping.is_set():
+            return "not started"
+        show_bar = self.options.workers == 1 and not self.options.quiet
+        payload = json.dumps(worker_payload(spec, self.options, quiet=not show_bar))
+        folder = run_dir(self.options.root, spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        log = None if show_bar else open(folder / "worker.log", "a")
+        try:
+            with self._lock:
+                if self._stopping.is_set():
+                    return "not started"
+                child = subprocess.Popen([sys.executable, "-m", "harness.worker", payload], stdout=log, stderr=log)
+                self._children[spec.run_id] = child
+            returncode = child.wait()
+        finally:
+            with self._lock:
+                self._children.pop(spec.run_id, None)
+            if log is not None:
+                log.close()
+        if returncode == INTERRUPTED_EXIT or returncode == -signal.SIGINT:
+            return "interrupted"
+        return settle(spec, self.options.root, _exit_reason(returncode))
+
+    def _interrupt_children(self) -> None:
+        """Ctrl-C: no new runs; running ones get SIGINT (once) and record themselves as interrupted."""
+        self._stopping.set()
+        deadline = time.time() + 2.0  # a terminal's Ctrl-C already reached them (same process group)
+        while time.time() < deadline and any(c.poll() is None for c in list(self._children.values())):
+            time.sleep(0.05)
+        with self._lock:
+            for child in self._children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+
+    def run(self, specs: list[RunSpec], on_done) -> dict[str, str]:
+        statuses: dict[str, str] = {}
+        pool = ThreadPoolExecutor(max_workers=self.options.workers)
+        futures = {pool.submit(self._launch, spec): spec for spec in specs}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    spec = futures[future]
+                    statuses[spec.run_id] = future.result()
+                    on_done(spec, statuses[spec.run_id])
+        except KeyboardInterrupt:
+            self._interrupt_children()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return statuses
+
+
+# -- SLURM (or its local emulation) through submitit ------------------------------------------------
+class _SubmititRun:
+    """A picklable callable; on SLURM preemption or timeout submitit requeues it and the run resumes
+    from its checkpoint (the requeued job finds `running` + `checkpoint.pt`)."""
+
+    def __call__(self, payload: dict) -> str:
+        return run_in_this_process(payload)
+
+    def checkpoint(self, payload: dict):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(_SubmititRun(), payload)
+
+
+class SubmititExecutor:
+    def __init__(self, options: GridOptions):
+        import submitit
+
+        self.options = options
+        self.folder = options.root / ".submitit"
+        has_slurm = shutil.which("srun") is not None
+        self.local = options.submitit_local or not has_slurm
+        if not self.local:
+            self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"))
+        else:
+            if not options.submitit_local:
+                print("no SLURM here (srun not found): submitit runs the jobs as local processes", file=sys.stderr)
+            self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster="local")
+        params = {"timeout_min": options.timeout_min, "cpus_per_task": options.cpus_per_run, "gpus_per_node": options.gpus_per_run}
+        if not self.local:
+            params |= {"slurm_array_parallelism": options.workers, "slurm_max_num_timeout": 3}
+            if options.slurm_partition:
+                params["slurm_partition"] = options.slurm_partition
+        self.executor.update_parameters(**params)
+
+    def run(self, specs: list[RunSpec], on_done) -> dict[str, str]:
+        statuses: dict[str, str] = {}
+        # submitit's local mode starts every job at once; batches of `workers` keep the machine's load bounded.
+        batch = self.options.workers if self.local else len(specs)
+        for first in range(0, len(specs), max(batch, 1)):
+            chunk = specs[first : first + batch]
+            payloads = [worker_payload(spec, self.options, quiet=True) for spec in chunk]
+            jobs = self.executor.map_array(_SubmititRun(), payloads)
+            for spec, job in zip(chunk, jobs):
+                try:
+                    job.result()
+                    reason = "submitit job ended without a result"
+                except Exception as err:  # FailedJobError / UncompletedJobError: the job process died
+                    reason = f"submitit job {job.job_id} failed: {str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}"
+                statuses[spec.run_id] = settle(spec, self.options.root, reason)
+                on_done(spec, statuses[spec.run_id])
+        return statuses
+
+
+# -- Ray: an existing cluster (`--ray-address auto` or host:port) or a new local one ----------------
+class RayExecutor:
+    def __init__(self, options: GridOptions):
+        import ray
+
+        self.ray = ray
+        self.options = options
+        if not ray.is_initialized():
+            ray.init(address=options.ray_address, log_to_driver=False)
+        # max_calls=1: a fresh worker process per run (crash isolation, clean memory accounting).
+        self.remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_calls=1, max_retries=0)(run_in_this_process)
+
+    def run(self, specs: list[RunSpec], on_done) -> dict[str, str]:
+        statuses: dict[str, str] = {}
+        refs = {self.remote.remote(worker_payload(spec, self.options, quiet=True)): spec for spec in specs}
+        pending = list(refs)
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            spec = refs[done[0]]
+            try:
+                self.ray.get(done[0])
+                reason = "ray task ended without a result"
+            except Exception as err:  # WorkerCrashedError, RayTaskError
+                reason = f"ray task failed: {type(err).__name__}"
+            statuses[spec.run_id] = settle(spec, self.options.root, reason)
+            on_done(spec, statuses[spec.run_id])
+        return statuses
+
+
+def missing_executor_package(name: str) -> str | None:
+    """The pip extra an executor needs when it is not installed (checked before anything runs)."""
+    import importlib.util
+
+    package = {"slurm": "submitit", "ray": "ray"}.get(name)
+    if package and importlib.util.find_spec(package) is None:
+        return f"--executor {name} needs the {package} package: pip install -e \".[{name}]\""
+    return None
+
+
+def make_executor(name: str, options: GridOptions):
+    builders = {"local": LocalExecutor, "slurm": SubmititExecutor, "ray": RayExecutor}
+    return builders[name](options)
+
+
+def execute_grid(specs: list[RunSpec], options: GridOptions, executor: str = "local") -> dict[str, str]:
+    """Run the specs through `executor`; returns run_id -> final status. Ctrl-C raises KeyboardInterrupt
+    after the running workers have recorded themselves as interrupted."""
+    backend = make_executor(executor, options)
+    show_overall = len(specs) > 1 and (executor != "local" or options.workers > 1) and not options.quiet
+    bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not show_overall)
+
+    def on_done(spec: RunSpec, status: str) -> None:
+        message = f"{status}: {spec.run_id} ({run_dir(options.root, spec)})"
+        if show_overall:
+            bar.write(message)
+            bar.update(1)
+        else:
+            print(message, flush=True)
+
+    try:
+        return backend.run(specs, on_done)
+    finally:
+        bar.close()
+
+
+def default_workers() -> int:
+    return 1 if (os.cpu_count() or 1) <= 4 else max(1, (os.cpu_count() or 1) // 4)

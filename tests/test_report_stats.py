@@ -1,0 +1,126 @@
+"""Statistics (rliable), normalisation, report input validation, reference-return check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.check import make_band
+from harness.normalization import load_normalization
+from harness.stats import as_score_matrix, iqm_with_ci, probability_of_improvement
+
+SCORES = np.array([[0.1, 0.5], [0.9, 0.4], [0.3, 0.8], [0.7, 0.2], [0.5, 0.6], [1.2, 0.3]])
+
+
+def test_iqm_and_ci_equal_rliable_called_directly_with_the_same_seed():
+    from rliable import library as rly
+    from rliable import metrics
+
+    ours = iqm_with_ci({"a": SCORES}, reps=500, seed=3)["a"]
+    np.random.seed(3)
+    points, cis = rly.get_interval_estimates({"a": SCORES}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=500)
+    assert ours[0] == pytest.approx(points["a"][0])
+    assert ours[1] == pytest.approx((cis["a"][0, 0], cis["a"][1, 0]))
+    # the IQM itself, by hand: the middle half of the 12 sorted scores
+    middle = np.sort(SCORES.ravel())[3:9]
+    assert ours[0] == pytest.approx(middle.mean())
+    assert ours[1][0] < ours[0] < ours[1][1]
+    assert iqm_with_ci({"a": SCORES}, reps=500, seed=3)["a"] == ours  # reproducible
+    assert iqm_with_ci({"a": SCORES}, reps=500, seed=4)["a"][1] != ours[1]  # and the seed matters
+
+
+def test_probability_of_improvement_matches_mann_whitney_by_hand():
+    x, y = np.array([[3.0], [4.0], [5.0]]), np.array([[1.0], [4.0]])
+    # pairs (x > y): 3>1, 4>1, 5>1, 5>4 = 4 wins, 4=4 is a tie (0.5): (4 + 0.5) / 6
+    point, (low, high) = probability_of_improvement(x, y, reps=200, seed=0)
+    assert point == pytest.approx(4.5 / 6)
+    assert 0.0 <= low <= point <= high <= 1.0
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [([[1.0, 2.0], [3.0]], "ragged"), ([[1.0, float("nan")]], "non-finite"), ([], "non-empty")],
+)
+def test_scores_must_be_rectangular_and_finite(bad, words):
+    with pytest.raises(ValueError, match=words):
+        as_score_matrix(bad)
+
+
+def test_normalization_table_and_band():
+    table = load_normalization()
+    entry = table.tasks["cartpole"]
+    assert table.normalize("cartpole", [entry["random"], entry["reference"]]) == pytest.approx([0.0, 1.0])
+    assert table.threshold("cartpole") == 1500.0
+    low, high = make_band([100.0, 110.0, 120.0])
+    assert low < 100.0 and high > 120.0 and high - low >= 2 * 25.0
+
+
+def _fake_run(root: Path, seed: int, returns: list[float], steps: list[int] | None = None, status: str = "complete") -> Path:
+    folder = root / "cartpole" / "dva" / "cpu" / f"seed{seed}"
+    folder.mkdir(parents=True)
+    spec = {"task": "cartpole", "method": "dva", "seed": seed, "preset": "cpu", "budget": "1m"}
+    (folder / "run.json").write_text(json.dumps({"spec": spec, "method": "dva", "status": status}))
+    steps = steps or [i * 1000 for i in range(len(returns))]
+    lines = [json.dumps({"iteration": i, "env_steps": s, "train_wall_s": float(i), "eval_return_mean": r,
+                         "train_return_mean": None, "phase_s": {}, "cpu_rss_peak_mb": 1.0})
+             for i, (s, r) in enumerate(zip(steps, returns))]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _report(*args):
+    return subprocess.run([sys.executable, "-m", "harness", "report", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "returns, steps, words",
+    [([1.0, float("nan")], None, "non-finite eval_return_mean"), ([1.0, 2.0, 3.0], [0, 2000, 1000], "not strictly increasing")],
+)
+def test_report_refuses_nan_or_disordered_records(tmp_path, returns, steps, words):
+    _fake_run(tmp_path / "runs", 0, returns, steps)
+    proc = _report(tmp_path / "runs", "--out", tmp_path / "report")
+    assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "run.json").write_text(json.dumps({"name": "someone else's run"}))
+    proc = _report(tmp_path, "--out", tmp_path / "report")
+    assert proc.returncode == 2 and "not a harness run folder" in proc.stderr
+
+
+def test_report_lists_failed_runs_and_puts_ragged_curves_on_one_grid(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_run(runs, 0, [0.0, 500.0, 1600.0])
+    _fake_run(runs, 1, [0.0, 400.0, 900.0, 1700.0])  # a longer run: its tail rests on one seed, not cut
+    _fake_run(runs, 2, [0.0], status="failed")
+    proc = _report(runs, "--out", tmp_path / "report", "--reps", "200")
+    assert proc.returncode == 0, proc.stderr
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "seed 2: failed" in summary
+    assert "| cartpole | dva | cpu | 1m | 0,1 | 1,650 ± 50 |" in summary
+    assert "≥1,500: 2/2" in summary  # both seeds reach the task threshold from the normalisation table
+    assert "last env steps per seed: dva: 2,000, 3,000" in summary
+    csv = (tmp_path / "report" / "summary.csv").read_text().splitlines()
+    assert csv[0].startswith("task,method,config") and len(csv) == 2
+
+
+def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path):
+    import importlib.util
+
+    from harness.loggers import _scalars
+
+    flat = _scalars({"env_steps": 512, "eval_return_mean": 3.5, "eval_returns": [1, 2], "train_return_mean": None,
+                     "phase_s": {"render": 0.25}, "metrics": {"actor_loss": -1.0}})
+    assert flat == {"train/env_steps": 512.0, "eval/eval_return_mean": 3.5, "phase_s/render": 0.25, "metrics/actor_loss": -1.0}
+    if importlib.util.find_spec("wandb") is None:
+        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--methods", "dva", "--budget", "1m", "--wandb",
+                               "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "missing logger package(s): wandb" in proc.stderr
+        assert not (tmp_path / "runs").exists()
