@@ -153,10 +153,16 @@ class FixedCameraRenderer:
         # The crop is aligned to whole supersample blocks so pooling stays exact.
         k = supersample
         if crop_static_rows and self._window_shape[0] > 0:
-            self._out_rows = slice((self._rows.start // k) * k, -(-self._rows.stop // k) * k)
+            top, bottom = (self._rows.start // k) * k, -(-self._rows.stop // k) * k
         else:
-            self._out_rows = slice(0, image_size)
-        self.output_shape = (int(self._out_rows.stop - self._out_rows.start) // k, image_size // k)
+            top, bottom = 0, image_size
+        self.output_shape = (int(bottom - top) // k, image_size // k)
+        # From here on everything is in output rows: the backdrop is stored cropped (so each render
+        # copies only what it returns) and the traced window is offset to match.
+        self._backdrop_rgba = self._backdrop_rgba[top:bottom].contiguous()
+        self._backdrop_depth = self._backdrop_depth[top:bottom]
+        self._rows = slice(self._rows.start - top, self._rows.stop - top)
+        self._window_backdrop_depth = self._backdrop_depth[self._rows, self._cols]
         # The moving bodies are untextured: the texture path alone costs ~15% of a trace on CPU.
         config = SensorCamera.RenderConfig(enable_textures=False, enable_global_world=False)
         self._state = model.state(requires_grad=False)
@@ -214,13 +220,12 @@ class FixedCameraRenderer:
         )
         # Depth test on packed words (one int32 per pixel), then unpack once to planar RGB.
         depth = self._depth_torch[:views]
-        body_in_front = (depth > 0) & (depth < self._backdrop_depth[self._rows, self._cols])
+        body_in_front = (depth > 0) & (depth < self._window_backdrop_depth)
         backdrop = packed[:, self._rows, self._cols]
         packed[:, self._rows, self._cols] = torch.where(body_in_front, self._color_torch[:views], backdrop)
         return self._unpack(packed)
 
     def _unpack(self, packed: torch.Tensor) -> torch.Tensor:
-        packed = packed[:, self._out_rows]
         rgb = packed.view(torch.uint8).reshape(*packed.shape, 4)[..., :3].permute(0, 3, 1, 2)
         if self.supersample > 1:
             pooled = torch.nn.functional.avg_pool2d(rgb.float(), self.supersample)

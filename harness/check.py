@@ -21,7 +21,7 @@ from pathlib import Path
 from harness.executors import GridOptions, execute_grid
 from harness.io import write_json_atomic
 from harness.runner import read_run_json, run_dir
-from harness.specs import RunSpec
+from harness.specs import RunSpec, parse_budget
 from harness.system_info import system_info
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference.json"
@@ -55,8 +55,6 @@ class Entry:
 
     def specs(self, seeds: list[int]) -> list[RunSpec]:
         # Evaluate only at the start and at the end (eval_every = the whole budget).
-        from harness.specs import parse_budget
-
         budget = parse_budget(self.budget)
         if budget.kind != "steps":
             raise ValueError(f"reference entry {self.name}: the budget must be in env steps (reproducible), got {self.budget!r}")

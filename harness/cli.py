@@ -236,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     _validate_common(parser, args)
     if args.command == "run":
         return _run_grid(parser, args)
+    command = "python -m harness " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.command == "report":
         from harness.report import write_report
 
-        command = "python -m harness " + " ".join(sys.argv[1:] if argv is None else argv)
         try:
             out = write_report(args.run_dirs, args.out, command, args.machine, args.threshold, args.reps, args.normalization)
         except ValueError as err:
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report written to {out}/summary.md")
         return 0
     if args.command == "check":
-        return _check(parser, args, "python -m harness " + " ".join(sys.argv[1:] if argv is None else argv))
+        return _check(parser, args, command)
     if args.command == "bench-env":
         from harness.bench_env import bench_env
 

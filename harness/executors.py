@@ -10,7 +10,6 @@ launched; an interrupted or killed one resumes from its checkpoint (see `runner.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -278,7 +277,3 @@ def execute_grid(specs: list[RunSpec], options: GridOptions, executor: str = "lo
         return backend.run(specs, on_done)
     finally:
         bar.close()
-
-
-def default_workers() -> int:
-    return 1 if (os.cpu_count() or 1) <= 4 else max(1, (os.cpu_count() or 1) // 4)

@@ -47,10 +47,6 @@ def read_run_json(folder: Path) -> dict:
         return {}
 
 
-def read_status(folder: Path) -> str | None:
-    return read_run_json(folder).get("status")
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
