@@ -28,14 +28,18 @@ def make(
     render: str | None = "raytrace",
     supersample: int = 1,
     crop_static_rows: bool = False,
+    pixel_grad: bool = True,
 ) -> DiffVisualEnv:
     """Build `num_envs` worlds of task `name` on `device` (see DESIGN.md, "The environment contract").
 
     `render="raytrace"` adds `obs["pixels"]` (uint8 `[N, 3*frame_stack, H, W]`, oldest frame
-    first, no gradient); `render=None` gives state observations only (the cheapest mode).
+    first, no gradient); `render="differentiable"` gives the same pixels as float tensors that
+    carry gradients to the simulator state (envs/diff_render.py; SHAC's side of the comparison;
+    `pixel_grad=False` renders them without a graph, D.Va's like-for-like setting);
+    `render=None` gives state observations only (the cheapest mode).
     `supersample=k` traces at k x `image_size` and averages k x k blocks (anti-aliasing for
     small images; the cost is that of tracing the larger image).
     `crop_static_rows=True` drops the image rows the task's bodies can never reach (they show the
     fixed backdrop only): `image_size` columns by fewer rows, the same information, a cheaper encoder.
     """
-    return DiffVisualEnv(get_task(name), num_envs, device, seed, image_size, frame_stack, render, supersample, crop_static_rows)
+    return DiffVisualEnv(get_task(name), num_envs, device, seed, image_size, frame_stack, render, supersample, crop_static_rows, pixel_grad)

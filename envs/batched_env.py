@@ -2,7 +2,9 @@
 
 Data are torch tensors on `device`. When the action (or the carried state) requires grad, reward
 and `obs["state"]` carry gradients back through Newton to the action and to earlier states;
-`detach()` cuts that graph at an iteration boundary (SHAC's short horizon). Done envs are reset
+`detach()` cuts that graph at an iteration boundary (SHAC's short horizon). With
+`render="differentiable"` the pixels are float and carry gradients to the simulator state too
+(the frame stack is built with the graph); with `"raytrace"` they are uint8 and carry none. Done envs are reset
 inside `step`, which also cuts their graph, and their whole frame stack is refilled with the
 first frame of the new episode (the reference cartpole kept stale frames; dva_paper.md section 8).
 """
@@ -13,13 +15,14 @@ import torch
 
 import newton
 from envs.camera import FixedCameraRenderer
+from envs.diff_render import DifferentiableRenderer
 from envs.newton_bridge import NewtonSim, warp_device_for
 from envs.spec import EnvSpec
 from envs.tasks.base import Task
 from envs.timing import PhaseTimes
 
 MIN_IMAGE_SIZE = 16  # the conv encoders (stride 2 then three 3x3) need at least this much
-RENDER_MODES = ("raytrace", None)
+RENDER_MODES = ("raytrace", "differentiable", None)
 
 
 class DiffVisualEnv:
@@ -36,6 +39,7 @@ class DiffVisualEnv:
         render: str | None = "raytrace",
         supersample: int = 1,
         crop_static_rows: bool = False,
+        pixel_grad: bool = True,
     ):
         _check_int("num_envs", num_envs, minimum=1)
         _check_int("supersample", supersample, minimum=1)
@@ -45,6 +49,9 @@ class DiffVisualEnv:
             raise ValueError(f"render must be one of {RENDER_MODES}, got {render!r}")
         if render is not None:
             _check_int("image_size", image_size, minimum=MIN_IMAGE_SIZE)
+        # Differentiable pixels without their graph (D.Va on the differentiable renderer, as the
+        # paper's `no_vis_grad`): the same images and forward cost, nothing kept for backward.
+        self.pixel_grad = render == "differentiable" and pixel_grad
         self.task = task
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is None:
@@ -62,10 +69,9 @@ class DiffVisualEnv:
         self.sim = NewtonSim(
             self.model, task.make_solver, num_envs, task.control_dt, task.substeps, self.device, collide=task.uses_contacts()
         )
+        renderer_cls = DifferentiableRenderer if render == "differentiable" else FixedCameraRenderer
         self.renderer = (
-            FixedCameraRenderer(
-                self.model, task.camera, image_size, self.device, task.visual_bounds, supersample, crop_static_rows=crop_static_rows
-            )
+            renderer_cls(self.model, task.camera, image_size, self.device, task.visual_bounds, supersample, crop_static_rows=crop_static_rows)
             if render
             else None
         )
@@ -109,7 +115,7 @@ class DiffVisualEnv:
         self._progress.zero_()
         self._episode_return.zero_()
         if self.renderer is not None:
-            frame = self.renderer.render(self._q)
+            frame = self._render(self._q)
             self._frames = frame.repeat(1, self.spec.frame_stack, 1, 1)
         return self._observation()
 
@@ -142,11 +148,18 @@ class DiffVisualEnv:
         self._q, self._qd = q, qd
         if self.renderer is not None:
             # A new tensor every step: callers (replay buffers) may keep the previous observation.
-            frame = self.renderer.render(q)
+            frame = self._render(q)
             self._frames = torch.cat([self._frames[:, 3:], frame], dim=1)
-            if finished.numel() > 0:
-                self._frames[finished] = frame[finished].repeat(1, self.spec.frame_stack, 1, 1)
+            if finished.numel() > 0:  # out of place: differentiable frames keep their graph
+                restarted = done.view(-1, 1, 1, 1)
+                self._frames = torch.where(restarted, frame.repeat(1, self.spec.frame_stack, 1, 1), self._frames)
         return self._observation(), reward, done, info
+
+    def _render(self, q: torch.Tensor) -> torch.Tensor:
+        if self.pixel_grad:
+            return self.renderer.render(q)
+        with torch.no_grad():
+            return self.renderer.render(q)
 
     def _terminal_pixels(self, q: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
         """The frame stack each finished env would have shown; rows of other envs are unspecified.
@@ -154,8 +167,9 @@ class DiffVisualEnv:
         Replay-based methods bootstrap time-limit truncations from it. Only the finished worlds
         are traced (the cost of a render is per view).
         """
-        pixels = torch.cat([self._frames[:, 3:], self._frames[:, -3:]], dim=1)
-        pixels[finished, -3:] = self.renderer.render(q, worlds=finished)
+        with torch.no_grad():
+            pixels = torch.cat([self._frames[:, 3:], self._frames[:, -3:]], dim=1)
+            pixels[finished, -3:] = self.renderer.render(q, worlds=finished)
         return pixels
 
     def _reset_envs(self, q: torch.Tensor, qd: torch.Tensor, done: torch.Tensor, finished: torch.Tensor):
@@ -171,6 +185,8 @@ class DiffVisualEnv:
         if self._q is not None:
             self._q = self._q.detach()
             self._qd = self._qd.detach()
+        if self._frames is not None:
+            self._frames = self._frames.detach()
 
     # -- extras used by methods and tests -------------------------------------------------------
     @property
@@ -187,7 +203,7 @@ class DiffVisualEnv:
             )
         self._q, self._qd = q, qd
         if self.renderer is not None:
-            self._frames = self.renderer.render(q).repeat(1, self.spec.frame_stack, 1, 1)
+            self._frames = self._render(q).repeat(1, self.spec.frame_stack, 1, 1)
 
     @property
     def progress(self) -> torch.Tensor:

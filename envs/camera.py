@@ -137,6 +137,7 @@ class FixedCameraRenderer:
             image_size, image_size, camera_fov=math.radians(camera.fov_deg), device=wp_device
         )
         pose = look_at_transform(camera.eye, camera.target)
+        self.camera_pose = pose
         self._poses = wp.array([pose] * num_views, dtype=wp.transformf, device=wp_device)
         self._backdrop_rgba, self._backdrop_depth = self._render_backdrop(full_rays, floor_half_extent, wall_y)
 

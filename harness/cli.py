@@ -7,6 +7,7 @@ anything is built or written.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -67,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--out", default=None, help="keep the check's run folders here (default: a temporary folder)")
     check.add_argument("--update", action="store_true", help="remake the selected entries (bands) from fresh runs with --seeds (default 0-2)")
     check.add_argument("--quiet", action="store_true")
+
+    prof = sub.add_parser("profile", help="D.Va vs visual SHAC: per-iteration time by phase and peak memory, like for like")
+    prof.add_argument("--task", default="cartpole")
+    prof.add_argument("--methods", default="dva,shac", help="comma list (D.Va runs on each of --renderers, SHAC on the differentiable one)")
+    prof.add_argument("--presets", default="paper,cpu", help="comma list of presets to profile")
+    prof.add_argument("--renderers", default="raytrace,differentiable", help="renderers for methods that can use either (D.Va)")
+    prof.add_argument("--iterations", type=_positive_int, default=3, help="timed iterations per case (after --warmup)")
+    prof.add_argument("--warmup", type=int, default=1)
+    prof.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    prof.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="change a config key in every case")
+    prof.add_argument("--out", default=None, help="output folder (default results/profile-<task>-<device type>)")
 
     bench = sub.add_parser("bench-env", help="environment throughput: physics, physics + render, horizon fwd+bwd")
     bench.add_argument("--task", default="cartpole")
@@ -230,6 +242,41 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace, command: s
     return 0 if ok else 1
 
 
+def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
+    import torch
+
+    from harness.profile import profile, profile_cases
+    from harness.specs import parse_overrides
+    from methods import get_method_class, resolve_method_name
+    from methods.presets import available_presets, load_config
+
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    renderers = [r.strip() for r in args.renderers.split(",") if r.strip()]
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    bad = [r for r in renderers if r not in ("raytrace", "differentiable")]
+    if bad or not renderers:
+        parser.error(f"--renderers must list raytrace and/or differentiable, got {args.renderers!r}")
+    try:
+        methods = [resolve_method_name(m.strip()) for m in args.methods.split(",") if m.strip()]
+        overrides = parse_overrides(args.override)
+        cases = profile_cases(methods, presets, renderers, args.task, args.device, overrides)
+        for case in cases:
+            if case.preset not in available_presets(case.method):
+                raise ValueError(f"unknown preset {case.preset!r} for {case.method}; available: {', '.join(available_presets(case.method))}")
+            load_config(case.method, case.task, case.preset, get_method_class(case.method).config_cls,
+                        overrides | ({"render": case.render} if case.render else {}))
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+    if not cases:
+        parser.error("--methods and --presets must name at least one method and preset")
+    out = args.out or f"results/profile-{args.task}-{torch.device(args.device).type}"
+    folder = profile(cases, args.iterations, args.warmup, out, command)
+    print((folder / "profile.md").read_text())
+    failed = [c for c in json.loads((folder / "profile.json").read_text())["cases"] if "error" in c]
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -248,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(parser, args, command)
+    if args.command == "profile":
+        return _profile(parser, args, command)
     if args.command == "bench-env":
         from harness.bench_env import bench_env
 

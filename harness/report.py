@@ -7,7 +7,8 @@ What it writes into `--out`:
 - `curves_steps.png`, `curves_wallclock.png`: deterministic evaluation return vs env steps and vs
   training wall-clock (evaluation excluded), mean and 95% bootstrap CI over seeds (seaborn);
 - `iqm.png`: IQM of normalised scores with CIs; `poi.png`: probability that D.Va beats each method;
-- `phases.png`: seconds per iteration by phase;
+- `phases.png`: seconds per iteration by phase; `grad_norms.png`: the actor gradient norm before
+  clipping over training, per seed (log scale; exploding gradients show here);
 - `runs/`: a copy of each run's `run.json` and `metrics.jsonl`, so the report can be recomputed.
 Scores are normalised with the versioned table `results/normalization.json` (random 0, reference 1).
 """
@@ -27,7 +28,7 @@ from harness.io import write_text_atomic
 from harness.normalization import NormalizationTable, load_normalization
 from harness.stats import DEFAULT_REPS, iqm_with_ci, probability_of_improvement
 
-PHASES = ("sim_forward", "render", "actor_forward", "sim_backward", "actor_update", "critic_update")
+PHASES = ("sim_forward", "render", "actor_forward", "sim_backward", "render_backward", "actor_update", "critic_update")
 REQUIRED_RECORD_KEYS = ("env_steps", "train_wall_s", "eval_return_mean")
 CURVE_POINTS = 60
 FOCUS_METHOD = "dva"
@@ -240,6 +241,38 @@ def _plot_curves(rows: list[dict], out: Path) -> list[str]:
     return files
 
 
+def _plot_grad_norms(rows: list[dict], out: Path) -> str | None:
+    """Actor gradient norm before clipping over training (the paper's figure on exploding SHAC
+    gradients): the mean over each evaluation window, per seed, log scale."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frames = [
+        pd.DataFrame({"method": _label(row, rows), "task": row["task"], "seed": m.spec["seed"],
+                      "minutes": [r["train_wall_s"] / 60.0 for r in m.records if r.get("grad_norm_mean")],
+                      "grad norm": [r["grad_norm_mean"] for r in m.records if r.get("grad_norm_mean")]})
+        for row in rows for m in row["_members"]
+    ]
+    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if data.empty:
+        return None
+    tasks = sorted(data["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        sns.lineplot(data=data[data["task"] == task], x="minutes", y="grad norm", hue="method", units="seed",
+                     estimator=None, alpha=0.7, ax=ax)
+        ax.set_yscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("training wall-clock [min]")
+        ax.set_ylabel("actor gradient norm before clipping (window mean)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "grad_norms.png", dpi=120)
+    plt.close(fig)
+    return "grad_norms.png"
+
+
 def _plot_phases(rows: list[dict], out: Path) -> str:
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -318,6 +351,9 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
     out.mkdir(parents=True, exist_ok=True)
     _copy_run_files(runs, out / "runs")
     figures = _plot_curves(rows, out) + [_plot_phases(rows, out)]
+    grad_figure = _plot_grad_norms(rows, out)
+    if grad_figure:
+        figures.append(grad_figure)
 
     scores, notes = aggregate_scores(rows, norm)
     iqm = iqm_with_ci(scores, reps=reps) if scores else {}

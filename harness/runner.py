@@ -216,6 +216,7 @@ class Run:
                 "phase_s": {k: round(v, 3) for k, v in phase_totals.items()},
                 "grad_norm_mean": (sum(grad_norms) / len(grad_norms)) if grad_norms else None,
                 "grad_norm_max": max(grad_norms) if grad_norms else None,
+                "grad_norms": [round(g, 4) for g in grad_norms],  # every iteration of the window, before clipping
                 "metrics": last_metrics,
                 **memory.as_dict(),
             }

@@ -13,6 +13,8 @@ Paper: "Accelerating Visual-Policy Learning through Parallel Differentiable Simu
   4. TD(lambda) targets from the target critic, 16 epochs x 4 contiguous minibatches of critic MSE;
   5. Polyak update of the target critic.
 `shac-state` is the same loop with the actor on the normalised state obs, graph kept (SHAC).
+`shac` (visual SHAC, the paper's baseline) reads the pixel stack of the differentiable renderer
+with its graph kept, so the actor gradient also flows reward -> state -> pixels -> encoder.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class DVAConfig:
     supersample: int = 1
     frame_stack: int = 3
     crop_static_rows: bool = False  # drop rows that only ever show the backdrop (envs.make)
+    # "raytrace" (uint8, no gradient) or "differentiable" (float pixels with a graph to the state;
+    # SHAC needs it, D.Va can run on it for a like-for-like comparison, the paper's diff_render_*).
+    render: str = "raytrace"
     # Algorithm (section 5 "common to all tasks").
     horizon: int = 32
     gamma: float = 0.99
@@ -87,16 +92,23 @@ class ShortHorizonActorCritic(Method):
     """The shared loop; subclasses only choose what the actor observes."""
 
     actor_reads_pixels: bool
+    # SHAC keeps the graph observation -> simulator state (state, or differentiable pixels);
+    # D.Va cuts it (detached pixels, or detached state in the paper's state-only variant).
+    observation_gradient: bool
     config_cls = DVAConfig
 
     def __init__(self, spec, config: DVAConfig, device: str | torch.device = "cpu", seed: int = 0):
         self.config = config
         self.device = torch.device(device)
+        if config.render not in ("raytrace", "differentiable"):
+            raise ValueError(f"render must be 'raytrace' or 'differentiable', got {config.render!r}")
+        if self.actor_reads_pixels and self.observation_gradient and config.render != "differentiable":
+            raise ValueError(f"{self.name} backpropagates through the pixels: it needs render='differentiable', got {config.render!r}")
         torch.manual_seed(seed)
         self.state_dim, self.action_dim = spec.state_dim, spec.action_dim
         if self.actor_reads_pixels:
             if spec.image_shape is None:
-                raise ValueError(f"{self.name} needs pixels: build the env with render='raytrace'")
+                raise ValueError(f"{self.name} needs pixels: build the env with render={config.render!r}")
             encoder = PixelEncoder(spec.image_shape, feature_dim=config.actor_units[0])
             self.actor = Actor(encoder, config.actor_units[0], config.actor_units, spec.action_dim, config.actor_logstd_init)
         else:
@@ -114,7 +126,7 @@ class ShortHorizonActorCritic(Method):
     @classmethod
     def env_kwargs(cls, config: DVAConfig) -> dict:
         """How the training and evaluation envs must be built for this method and config."""
-        render = "raytrace" if cls.actor_reads_pixels else None
+        render = config.render if cls.actor_reads_pixels else None
         return {
             "num_envs": config.num_envs,
             "image_size": config.image_size,
@@ -122,13 +134,14 @@ class ShortHorizonActorCritic(Method):
             "frame_stack": config.frame_stack,
             "crop_static_rows": config.crop_static_rows,
             "render": render,
+            "pixel_grad": cls.observation_gradient,  # D.Va on the differentiable renderer renders without a graph
         }
 
     # -- acting ---------------------------------------------------------------------------------
     def _actor_input(self, obs: dict[str, torch.Tensor], rms: RunningMeanStd) -> torch.Tensor:
-        if self.actor_reads_pixels:
-            return obs["pixels"].detach()  # D.Va: no gradient path observation -> state
-        return rms.normalize(obs["state"])  # SHAC: the state obs keeps its graph
+        observation = obs["pixels"] if self.actor_reads_pixels else rms.normalize(obs["state"])
+        # SHAC: the observation keeps its graph to the simulator state; D.Va: that path is cut.
+        return observation if self.observation_gradient else observation.detach()
 
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = True) -> torch.Tensor:
@@ -220,7 +233,8 @@ class ShortHorizonActorCritic(Method):
             "render": env_phases.get("render", 0.0),
             "actor_forward": rollout_s - env_phases.get("sim_forward", 0.0) - env_phases.get("render", 0.0),
             "sim_backward": env_phases.get("sim_backward", 0.0),
-            "actor_update": update_s - env_phases.get("sim_backward", 0.0),
+            "render_backward": env_phases.get("render_backward", 0.0),  # visual SHAC only
+            "actor_update": update_s - env_phases.get("sim_backward", 0.0) - env_phases.get("render_backward", 0.0),
             "critic_update": end - actor_end,
         }
         metrics = {
@@ -279,6 +293,24 @@ class DVA(ShortHorizonActorCritic):
     """D.Va: the actor reads detached pixels; gradients reach it through the simulator only."""
 
     actor_reads_pixels = True
+    observation_gradient = False
+
+
+@register("dva-state")
+class DVAState(ShortHorizonActorCritic):
+    """State-only D.Va (the paper's ablation): the actor reads the state obs detached. Against
+    shac-state it isolates the cut observation gradient from learning from pixels."""
+
+    actor_reads_pixels = False
+    observation_gradient = False
+
+
+@register("shac")
+class SHAC(ShortHorizonActorCritic):
+    """Visual SHAC: the actor reads differentiable pixels, gradients also flow back through rendering."""
+
+    actor_reads_pixels = True
+    observation_gradient = True
 
 
 @register("shac-state")
@@ -286,3 +318,4 @@ class SHACState(ShortHorizonActorCritic):
     """SHAC on privileged state: the oracle line and the DAgger teacher."""
 
     actor_reads_pixels = False
+    observation_gradient = True

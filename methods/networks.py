@@ -9,7 +9,7 @@ from torch import nn
 
 
 class PixelEncoder(nn.Module):
-    """DrQ-v2 / D.Va conv encoder: uint8 [B, C, H, W] -> features [B, feature_dim].
+    """DrQ-v2 / D.Va conv encoder: uint8 (or float 0..255) [B, C, H, W] -> features [B, feature_dim].
 
     Conv(C->32, 3, stride 2) then three Conv(32->32, 3, stride 1), ReLU after each; the flattened
     size is computed from the input shape (the reference hard-codes 32*35*35, i.e. 84x84 only),
@@ -38,7 +38,11 @@ class PixelEncoder(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels.float().div_(255.0).sub_(0.5).contiguous(memory_format=torch.channels_last)
+        if pixels.dtype == torch.uint8:  # the usual case: scale a fresh float copy in place
+            x = pixels.float().div_(255.0).sub_(0.5)
+        else:  # float pixels from the differentiable renderer may carry a graph: no in-place ops
+            x = pixels / 255.0 - 0.5
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.trunk(self.convs(x).flatten(1))
 
 
