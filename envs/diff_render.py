@@ -164,6 +164,8 @@ class DifferentiableRenderer(FixedCameraRenderer):
             names = sorted({newton.GeoType(int(t)).name for t in types if t != int(newton.GeoType.BOX)})
             raise NotImplementedError(f"the differentiable renderer draws box shapes only; this task has {', '.join(names)}")
         bodies = model.shape_body.numpy()[shape_world == 0]
+        if np.any(bodies < 0):
+            raise NotImplementedError("the differentiable renderer draws shapes on bodies only; this task has static shapes in its worlds")
         # Shapes of world 0 describe every world (worlds are copies); body indices become per-world.
         first_body = int(np.nonzero(model.body_world.numpy() == 0)[0].min())
         self._shape_body = torch.as_tensor(bodies - first_body, device=tdev)
@@ -191,14 +193,13 @@ class DifferentiableRenderer(FixedCameraRenderer):
     # -- public ---------------------------------------------------------------------------------
     def render(self, joint_q: torch.Tensor, worlds: torch.Tensor | None = None, quantize: bool = True) -> torch.Tensor:
         """Float pixels [V, 3, H, W]; differentiable w.r.t. `joint_q` when it requires grad."""
-        render = functools.partial(self._render_float, quantize=quantize)
+        render = functools.partial(self._render_float, quantize=quantize, worlds=worlds)
         with self.timings.phase("render"):
             if torch.is_grad_enabled() and joint_q.requires_grad:
                 image = _TimedSubgraph.apply(render, self.timings, joint_q)
             else:
                 image = render(joint_q)
-        image = image.to(self.device)
-        return image if worlds is None else image[worlds.to(image.device)]
+        return image.to(self.device)
 
     def render_raytraced(self, joint_q: torch.Tensor, worlds: torch.Tensor | None = None) -> torch.Tensor:
         """The standard renderer's uint8 image of the same states."""
@@ -224,12 +225,15 @@ class DifferentiableRenderer(FixedCameraRenderer):
         pos = body_pos[:, self._shape_body] + (body_rot[:, self._shape_body] @ self._shape_pos.unsqueeze(-1)).squeeze(-1)
         return rot, pos
 
-    def _render_float(self, joint_q: torch.Tensor, quantize: bool) -> torch.Tensor:
-        rot, pos = self._shape_poses(self.fk(joint_q))  # differentiable w.r.t. joint_q
+    def _render_float(self, joint_q: torch.Tensor, quantize: bool, worlds: torch.Tensor | None = None) -> torch.Tensor:
+        body_q = self.fk(joint_q)  # differentiable w.r.t. joint_q; kinematics of every world at once
+        if worlds is not None:  # only these views are rasterised and shaded
+            body_q = body_q[worlds.to(body_q.device)]
+        rot, pos = self._shape_poses(body_q)
         with torch.no_grad():
             face_index, covered = self._rasterise(pos.detach(), rot.detach())
-        face_rgb = self._shade_faces(rot)  # [N, S * 6, 3], differentiable
-        n, h, w = joint_q.shape[0], *self._window_shape
+        face_rgb = self._shade_faces(rot)  # [V, S * 6, 3], differentiable
+        n, h, w = body_q.shape[0], *self._window_shape
         window = torch.gather(face_rgb, 1, face_index.unsqueeze(-1).expand(-1, -1, 3))  # [N, P, 3]
         backdrop_window = self._backdrop_float[:, self._rows, self._cols].reshape(3, -1).T
         window = torch.where(covered.unsqueeze(-1), window, backdrop_window)

@@ -8,23 +8,26 @@ reported as failed. Per case: a warm-up iteration (kernel compilation, allocator
 `iterations` timed ones (the median of each phase is reported), then one untimed iteration that
 counts the memory autograd keeps.
 
-Memory, three ways: (1) `graph_mb`, the bytes of every tensor autograd saves for the backward
-pass during one iteration (counted once per storage with `saved_tensors_hooks`): exactly the
-memory that cutting the gradient through rendering saves, the same on any device; (2) the process
-RSS: `baseline` after env and networks are built, `peak` the kernel's high-water mark (ru_maxrss)
-over warm-up and timed iterations, `increase` = peak - baseline (includes one-off allocations of
-the first iteration such as warp's backward kernels); (3) on CUDA, the torch allocator's peak over
-the timed iterations (allocated and reserved) and NVML's used memory after the last one.
+Memory, three ways: (1) `graph_mb`: the bytes of the distinct storages autograd saves for the
+actor's backward pass in one iteration (rollout and actor update; the critic's small minibatch
+graphs are not counted), via `saved_tensors_hooks` on an extra, untimed iteration. It is the
+graph each method holds at the end of its rollout, encoder activations included, the same on any
+device; what cutting the gradient through rendering saves is SHAC's minus D.Va's. (2) Process
+RSS: `baseline` after env and networks are built, `peak` sampled every 5 ms by a thread during the
+warm-up and timed iterations, `increase` = peak - baseline (includes one-off allocations of the
+first iteration, e.g. warp's backward kernels). (3) On CUDA: the torch allocator's peak over the
+timed iterations (allocated and reserved) and NVML's used memory after them (NVML device index =
+torch index; with CUDA_VISIBLE_DEVICES remapping they may differ).
 Phases are synchronised on CUDA (PhaseTimes.synchronize).
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,18 +69,24 @@ def profile_cases(methods: list[str], presets: list[str], renderers: list[str], 
 
 
 class SavedTensorBytes:
-    """Bytes of distinct storages autograd saves for backward (a `saved_tensors_hooks` pair)."""
+    """Bytes of distinct storages autograd saves for backward (a `saved_tensors_hooks` pair).
+
+    It keeps a reference to every storage it counted, so no address is reused and counted twice
+    or missed while it is alive: use it for one probe iteration only. `enabled = False` pauses it.
+    """
 
     def __init__(self):
         self.bytes = 0
-        self._seen: set[tuple[str, int]] = set()
+        self.enabled = True
+        self._kept: dict[tuple[str, int], object] = {}
 
     def pack(self, tensor):
-        storage = tensor.untyped_storage()
-        key = (str(tensor.device), storage.data_ptr())
-        if key not in self._seen:
-            self._seen.add(key)
-            self.bytes += storage.nbytes()
+        if self.enabled:
+            storage = tensor.untyped_storage()
+            key = (str(tensor.device), storage.data_ptr())
+            if key not in self._kept:
+                self._kept[key] = storage
+                self.bytes += storage.nbytes()
         return tensor
 
     @staticmethod
@@ -89,6 +98,56 @@ def _rss_mb() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
+
+
+class RssPeak:
+    """Highest RSS seen by a sampling thread while the context is open (ru_maxrss would include
+    the peaks of imports and env construction)."""
+
+    def __init__(self, interval_s: float = 0.005):
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, _rss_mb())
+
+
+def _count_actor_graph(method, env) -> int:
+    """Bytes saved for backward in one iteration, the critic's updates excepted."""
+    import torch
+
+    saved = SavedTensorBytes()
+    train_critic = getattr(method, "_train_critic", None)
+
+    def critic_not_counted(*args, **kwargs):
+        saved.enabled = False
+        try:
+            return train_critic(*args, **kwargs)
+        finally:
+            saved.enabled = True
+
+    if train_critic is not None:
+        method._train_critic = critic_not_counted
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
+            method.iterate(env)
+    finally:
+        if train_critic is not None:
+            del method._train_critic  # back to the class's method
+    return saved.bytes
 
 
 def run_case(case: ProfileCase, iterations: int, warmup: int) -> dict:
@@ -107,24 +166,29 @@ def run_case(case: ProfileCase, iterations: int, warmup: int) -> dict:
     env.timings.synchronize = device.type == "cuda"
     method = cls(env.spec, config, device, seed=0)
     baseline = _rss_mb()
-    for _ in range(warmup):
-        method.iterate(env)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
     totals, phases = [], {p: [] for p in PHASES}
-    for _ in range(iterations):
-        start = time.perf_counter()
-        stats = method.iterate(env)
+    with RssPeak() as rss:
+        for _ in range(warmup):
+            method.iterate(env)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        totals.append(time.perf_counter() - start)
-        for p in PHASES:
-            phases[p].append(stats.phase_s.get(p, 0.0))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    saved = SavedTensorBytes()  # one more, untimed iteration: the hooks cost Python time per saved tensor
-    with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
-        method.iterate(env)
+            torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(iterations):
+            start = time.perf_counter()
+            stats = method.iterate(env)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            totals.append(time.perf_counter() - start)
+            for p in PHASES:
+                phases[p].append(stats.phase_s.get(p, 0.0))
+    gpu = {}
+    if device.type == "cuda":
+        gpu = {
+            "gpu_peak_allocated_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
+            "gpu_peak_reserved_mb": round(torch.cuda.max_memory_reserved(device) / 2**20, 1),
+            "gpu_nvml_used_mb": _nvml_used_mb(device),
+        }
+    graph_bytes = _count_actor_graph(method, env)  # untimed: the hooks cost Python time per saved tensor
     result = {
         **asdict(case),
         "label": case.label,
@@ -138,16 +202,14 @@ def run_case(case: ProfileCase, iterations: int, warmup: int) -> dict:
         "s_per_iteration": statistics.median(totals),
         "s_per_iteration_all": [round(t, 4) for t in totals],
         "phase_s": {p: statistics.median(v) for p, v in phases.items()},
-        "graph_mb": round(saved.bytes / 2**20, 1),
+        "graph_mb": round(graph_bytes / 2**20, 1),
+        "graph_bytes": graph_bytes,
         "cpu_rss_baseline_mb": round(baseline, 1),
-        "cpu_rss_peak_mb": round(peak, 1),
-        "cpu_rss_increase_mb": round(max(peak - baseline, 0.0), 1),
+        "cpu_rss_peak_mb": round(rss.peak_mb, 1),
+        "cpu_rss_increase_mb": round(max(rss.peak_mb - baseline, 0.0), 1),
         "torch_threads": torch.get_num_threads(),
+        **gpu,
     }
-    if device.type == "cuda":
-        result["gpu_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-        result["gpu_peak_reserved_mb"] = round(torch.cuda.max_memory_reserved(device) / 2**20, 1)
-        result["gpu_nvml_used_mb"] = _nvml_used_mb(device)
     return result
 
 
@@ -207,13 +269,22 @@ def ratios(results: list[dict]) -> list[dict]:
         if shac is None:
             continue
         for dva in (r for r in ok if r["preset"] == preset and r["method"] == "dva"):
-            row = {"preset": preset, "versus": dva["label"], "time_ratio": shac["s_per_iteration"] / dva["s_per_iteration"],
-                   "graph_memory_ratio": shac["graph_mb"] / max(dva["graph_mb"], 1e-9),
-                   "cpu_memory_ratio": shac["cpu_rss_increase_mb"] / max(dva["cpu_rss_increase_mb"], 1e-9)}
+            row = {"preset": preset, "versus": dva["label"], "time_ratio": _ratio(shac["s_per_iteration"], dva["s_per_iteration"], floor=1e-3),
+                   "graph_memory_ratio": _ratio(shac["graph_mb"], dva["graph_mb"], floor=1.0),
+                   "cpu_memory_ratio": _ratio(shac["cpu_rss_increase_mb"], dva["cpu_rss_increase_mb"], floor=1.0)}
             if "gpu_peak_allocated_mb" in shac and "gpu_peak_allocated_mb" in dva:
-                row["gpu_memory_ratio"] = shac["gpu_peak_allocated_mb"] / max(dva["gpu_peak_allocated_mb"], 1e-9)
+                row["gpu_memory_ratio"] = _ratio(shac["gpu_peak_allocated_mb"], dva["gpu_peak_allocated_mb"], floor=1.0)
             rows.append(row)
     return rows
+
+
+def _ratio(numerator: float, denominator: float, floor: float) -> float | None:
+    """None where the denominator is below what can be measured (`floor`): no absurd ratios."""
+    return numerator / denominator if denominator >= floor else None
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def format_markdown(data: dict) -> str:
@@ -223,8 +294,9 @@ def format_markdown(data: dict) -> str:
         f"Command: `{data['command']}`  ",
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cpu_count', '?')} cores, torch {machine.get('versions', {}).get('torch', '?')}, "
         f"device {data['cases'][0]['device'] if data['cases'] else '?'}; {data['date']}.  ",
-        "Median over the timed iterations after the warm-up; each case in a fresh process. Graph MB: tensors saved "
-        "for backward in one iteration; RSS increase: peak RSS - RSS after building env and networks.", "",
+        "Median over the timed iterations after the warm-up; each case in a fresh process. Graph MB: storages autograd "
+        "saves for the actor's backward pass in one iteration (critic excluded); RSS increase: peak RSS - RSS after "
+        "building env and networks.", "",
         "| preset | case | envs x horizon | image | s / iteration | " + " | ".join(PHASES) + " | graph MB | RSS peak MB | RSS increase MB |"
         + (" GPU peak MB |" if any("gpu_peak_allocated_mb" in r for r in data["cases"]) else ""),
         "|---" * (len(PHASES) + 8 + any("gpu_peak_allocated_mb" in r for r in data["cases"])) + "|",
@@ -245,9 +317,8 @@ def format_markdown(data: dict) -> str:
         lines += ["", "SHAC / D.Va (above 1: D.Va is cheaper; the paper claims >= 2.5x time, >= 4x memory):", "",
                   "| preset | D.Va case | time ratio | graph-memory ratio | RSS-increase ratio | GPU memory ratio |", "|---|---|---|---|---|---|"]
         for row in data["ratios"]:
-            gpu = f"{row['gpu_memory_ratio']:.2f}" if "gpu_memory_ratio" in row else "-"
-            lines.append(f"| {row['preset']} | {row['versus']} | {row['time_ratio']:.2f} | {row['graph_memory_ratio']:.2f} | "
-                         f"{row['cpu_memory_ratio']:.2f} | {gpu} |")
+            lines.append(f"| {row['preset']} | {row['versus']} | {_fmt_ratio(row['time_ratio'])} | {_fmt_ratio(row['graph_memory_ratio'])} | "
+                         f"{_fmt_ratio(row['cpu_memory_ratio'])} | {_fmt_ratio(row.get('gpu_memory_ratio'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -205,7 +205,7 @@ class ShortHorizonActorCritic(Method):
             rewards[t], dones[t], next_values[t] = reward.detach(), cut.float(), next_value.detach()
             finished.extend(info["episode_returns"].tolist())
         rollout_end = time.perf_counter()
-        self._obs = obs
+        self._obs = {k: v.detach() for k, v in obs.items()}  # the next rollout starts here; its graph is never used
 
         actor_loss = actor_loss / (horizon * n)
         self.actor_optimizer.zero_grad(set_to_none=True)

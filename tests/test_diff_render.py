@@ -23,7 +23,8 @@ MAX_DIFFERING_FRACTION = 0.02
 
 
 def _body_pixel_agreement(ours: torch.Tensor, reference: torch.Tensor, backdrop: torch.Tensor) -> tuple[float, float, int]:
-    body = (reference.float() != backdrop).any(dim=1, keepdim=True).expand_as(reference)
+    """Over pixels where either renderer shows a body (a ghost or oversized silhouette counts too)."""
+    body = ((reference.float() != backdrop) | (ours != backdrop)).any(dim=1, keepdim=True).expand_as(reference)
     diff = (ours - reference.float()).abs()[body]
     return float(diff.mean()), float((diff > 0).float().mean()), int(body.sum())
 
@@ -123,6 +124,23 @@ def test_shac_actor_input_reaches_the_simulator_state_and_dva_input_does_not():
     assert not dva_input.requires_grad and torch.equal(dva_input, shac_input.detach())
     env.detach()
     assert not env._observation()["pixels"].requires_grad  # the graph is cut at iteration boundaries
+
+
+def test_differentiable_frames_restart_at_an_auto_reset_without_gradient_across_it():
+    _, env = _smoke("shac", "differentiable", image_size=32)
+    env.reset()
+    # env 0 is about to leave the rail (|x| > 2.5 terminates); the others are mid-episode.
+    env.set_sim_state(torch.tensor([[2.49, 0.7], [0.5, -0.9], [1.0, 2.5], [-1.0, -2.2]]), torch.tensor([[20.0, 0.0]] + [[0.0, 0.0]] * 3))
+    action = torch.full((4, 1), 0.5, requires_grad=True)
+    obs, _, done, _ = env.step(action)
+    assert done.tolist() == [True, False, False, False]
+    frames = obs["pixels"].reshape(4, 3, 3, *obs["pixels"].shape[-2:])
+    assert torch.equal(frames[0, 0], frames[0, 2]) and torch.equal(frames[0, 1], frames[0, 2])  # refilled with the new episode's frame
+    weights = torch.randn(obs["pixels"].shape, generator=torch.Generator().manual_seed(0))
+    (grad,) = torch.autograd.grad((obs["pixels"] * weights).sum(), action, allow_unused=True)
+    assert grad is not None and float(grad[0].abs().sum()) == 0.0  # no gradient across the reset
+    assert float(grad[1:].abs().sum()) > 0  # the other envs' newest frame depends on their action
+    env.detach()
 
 
 def test_dva_on_the_differentiable_renderer_keeps_no_pixel_graph():
