@@ -21,7 +21,7 @@ Why this design (measured choices, README "Differentiable renderer"):
     the same observations and differ only at the few silhouette pixels where float rounding of
     the intersection differs (bounded in tests/test_diff_render.py).
 
-Scope: box shapes (every CartPole body). Other primitives raise a clear error.
+Scope: box shapes on bodies (every CartPole body); any other scene is refused with a ValueError naming it.
 """
 
 from __future__ import annotations
@@ -162,10 +162,10 @@ class DifferentiableRenderer(FixedCameraRenderer):
         types = model.shape_type.numpy()[shape_world == 0]
         if not np.all(types == int(newton.GeoType.BOX)):
             names = sorted({newton.GeoType(int(t)).name for t in types if t != int(newton.GeoType.BOX)})
-            raise NotImplementedError(f"the differentiable renderer draws box shapes only; this task has {', '.join(names)}")
+            raise ValueError(f"the differentiable renderer draws box shapes only; this task has {', '.join(names)}")
         bodies = model.shape_body.numpy()[shape_world == 0]
         if np.any(bodies < 0):
-            raise NotImplementedError("the differentiable renderer draws shapes on bodies only; this task has static shapes in its worlds")
+            raise ValueError("the differentiable renderer draws shapes on bodies only; this task has static shapes in its worlds")
         # Shapes of world 0 describe every world (worlds are copies); body indices become per-world.
         first_body = int(np.nonzero(model.body_world.numpy() == 0)[0].min())
         self._shape_body = torch.as_tensor(bodies - first_body, device=tdev)
@@ -177,12 +177,13 @@ class DifferentiableRenderer(FixedCameraRenderer):
         cam_rot = torch.as_tensor(np.array(wp.quat_to_matrix(self.camera_pose.q)).reshape(3, 3), device=tdev, dtype=torch.float32)
         rays = torch.as_tensor(self._rays.numpy(), device=tdev)  # [h, w, samples, 2, 3]: (origin, direction), camera frame
         if rays.shape[2] != 1:
-            raise NotImplementedError("the differentiable renderer traces one ray per pixel")
+            raise ValueError("the differentiable renderer traces one ray per pixel")
         origin_cam, dir_cam = rays[:, :, 0, 0].reshape(-1, 3), rays[:, :, 0, 1].reshape(-1, 3)
         self._ray_origin = origin_cam @ cam_rot.T + torch.as_tensor(np.array(self.camera_pose.p), device=tdev, dtype=torch.float32)
         self._ray_dir = torch.nn.functional.normalize(dir_cam @ cam_rot.T, dim=-1)
         rgb = self._backdrop_rgba.view(torch.uint8).reshape(*self._backdrop_rgba.shape, 4)[..., :3]
         self._backdrop_float = rgb.permute(2, 0, 1).float()  # [3, H, W]
+        self._backdrop_window = self._backdrop_float[:, self._rows, self._cols].reshape(3, -1).T  # [P, 3]
         self._window_backdrop_flat = self._window_backdrop_depth.reshape(-1)
         light = -torch.tensor(LIGHT_DIRECTION, device=tdev)
         self._light_dir = light / light.norm()
@@ -235,7 +236,7 @@ class DifferentiableRenderer(FixedCameraRenderer):
         face_rgb = self._shade_faces(rot)  # [V, S * 6, 3], differentiable
         n, h, w = body_q.shape[0], *self._window_shape
         window = torch.gather(face_rgb, 1, face_index.unsqueeze(-1).expand(-1, -1, 3))  # [N, P, 3]
-        backdrop_window = self._backdrop_float[:, self._rows, self._cols].reshape(3, -1).T
+        backdrop_window = self._backdrop_window
         window = torch.where(covered.unsqueeze(-1), window, backdrop_window)
         if quantize:
             window = _straight_through(window, window.floor())  # the tracer's 8-bit cast truncates

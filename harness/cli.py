@@ -7,7 +7,6 @@ anything is built or written.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -245,7 +244,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace, command: s
 def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
     import torch
 
-    from harness.profile import profile, profile_cases
+    from harness.profile import format_markdown, profile, profile_cases
     from harness.specs import parse_overrides
     from methods import get_method_class, resolve_method_name
     from methods.presets import available_presets, load_config
@@ -271,10 +270,9 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command:
     if not cases:
         parser.error("--methods and --presets must name at least one method and preset")
     out = args.out or f"results/profile-{args.task}-{torch.device(args.device).type}"
-    folder = profile(cases, args.iterations, args.warmup, out, command)
-    print((folder / "profile.md").read_text())
-    failed = [c for c in json.loads((folder / "profile.json").read_text())["cases"] if "error" in c]
-    return 1 if failed else 0
+    data = profile(cases, args.iterations, args.warmup, out, command)
+    print(format_markdown(data))
+    return 1 if any("error" in case for case in data["cases"]) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

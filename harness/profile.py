@@ -27,12 +27,12 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.report import PHASES
+from harness.resources import RssPeak, rss_mb
 
 
 @dataclass(frozen=True)
@@ -94,37 +94,6 @@ class SavedTensorBytes:
         return tensor
 
 
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-class RssPeak:
-    """Highest RSS seen by a sampling thread while the context is open (ru_maxrss would include
-    the peaks of imports and env construction)."""
-
-    def __init__(self, interval_s: float = 0.005):
-        self.interval_s = interval_s
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, _rss_mb())
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> RssPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, _rss_mb())
-
-
 def _count_actor_graph(method, env) -> int:
     """Bytes saved for backward in one iteration, the critic's updates excepted."""
     import torch
@@ -165,7 +134,7 @@ def run_case(case: ProfileCase, iterations: int, warmup: int) -> dict:
     env = envs.make(case.task, device=device, seed=0, **cls.env_kwargs(config))
     env.timings.synchronize = device.type == "cuda"
     method = cls(env.spec, config, device, seed=0)
-    baseline = _rss_mb()
+    baseline = rss_mb()
     totals, phases = [], {p: [] for p in PHASES}
     with RssPeak() as rss:
         for _ in range(warmup):
@@ -236,8 +205,9 @@ def _run_in_subprocess(case: ProfileCase, iterations: int, warmup: int, timeout_
     return json.loads(lines[-1])
 
 
-def profile(cases: list[ProfileCase], iterations: int, warmup: int, out: str | Path, command: str, timeout_s: float = 1800.0, progress=print) -> Path:
-    """Run every case in its own subprocess and write profile.json, profile.md and profile.png to `out`."""
+def profile(cases: list[ProfileCase], iterations: int, warmup: int, out: str | Path, command: str, timeout_s: float = 1800.0, progress=print) -> dict:
+    """Run every case in its own subprocess, write profile.json, profile.md and profile.png to `out`
+    and return what profile.json holds."""
     from harness.io import write_json_atomic
     from harness.system_info import system_info
 
@@ -257,7 +227,7 @@ def profile(cases: list[ProfileCase], iterations: int, warmup: int, out: str | P
     write_json_atomic(out / "profile.json", data)
     (out / "profile.md").write_text(format_markdown(data))
     _plot(results, out / "profile.png")
-    return out
+    return data
 
 
 def ratios(results: list[dict]) -> list[dict]:
