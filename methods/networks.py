@@ -1,4 +1,4 @@
-"""Network blocks shared by the methods: the DrQ-v2 pixel encoder and LayerNorm MLPs."""
+"""Network blocks shared by the methods: the DrQ-v2 conv encoder and trunk, LayerNorm MLPs."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ from torch import nn
 
 
 class PixelEncoder(nn.Module):
-    """DrQ-v2 / D.Va conv encoder: uint8 (or float 0..255) [B, C, H, W] -> features [B, feature_dim].
+    """DrQ-v2 / D.Va conv encoder: uint8 (or float 0..255) [B, C, H, W] -> features.
 
-    Conv(C->32, 3, stride 2) then three Conv(32->32, 3, stride 1), ReLU after each; the flattened
-    size is computed from the input shape (the reference hard-codes 32*35*35, i.e. 84x84 only),
-    then Linear -> LayerNorm -> Tanh. Orthogonal init (gain sqrt 2 for convs, 1 for the trunk).
+    Conv(C->32, 3, stride 2) then three Conv(32->32, 3, stride 1), ReLU after each, no padding;
+    the flattened size `repr_dim` is computed from the input shape (the reference hard-codes
+    32*35*35, i.e. 84x84 only). With `feature_dim` (D.Va's actor) a trunk Linear -> LayerNorm ->
+    Tanh follows; without it (DrQ-v2, whose actor and critic each have their own trunk) the flat
+    conv features are the output. Orthogonal init (gain sqrt 2 for convs, 1 for the trunk).
     Pixels are scaled to [-0.5, 0.5]; channels-last memory is ~2x faster on CPU.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], feature_dim: int, channels: int = 32):
+    def __init__(self, image_shape: tuple[int, int, int], feature_dim: int | None = None, channels: int = 32):
         super().__init__()
         in_channels, height, width = image_shape
         self.convs = nn.Sequential(
@@ -27,14 +29,15 @@ class PixelEncoder(nn.Module):
             nn.Conv2d(channels, channels, 3, stride=1), nn.ReLU(),
         )  # fmt: skip
         with torch.no_grad():
-            flat = self.convs(torch.zeros(1, *image_shape)).numel()
-        self.trunk = nn.Sequential(nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+            self.repr_dim = self.convs(torch.zeros(1, *image_shape)).numel()
+        # (construction order kept: it fixes the random init, and so the reference returns)
+        self.trunk = nn.Sequential(nn.Linear(self.repr_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh()) if feature_dim else None
         for module in self.convs:
             if isinstance(module, nn.Conv2d):
                 nn.init.orthogonal_(module.weight, gain=math.sqrt(2))
                 nn.init.zeros_(module.bias)
-        nn.init.orthogonal_(self.trunk[0].weight, gain=1.0)
-        nn.init.zeros_(self.trunk[0].bias)
+        if self.trunk is not None:
+            _orthogonal_trunk_(self.trunk)
         self.to(memory_format=torch.channels_last)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -43,7 +46,19 @@ class PixelEncoder(nn.Module):
         else:  # float pixels from the differentiable renderer may carry a graph: no in-place ops
             x = pixels / 255.0 - 0.5
         x = x.contiguous(memory_format=torch.channels_last)
-        return self.trunk(self.convs(x).flatten(1))
+        features = self.convs(x).flatten(1)
+        return self.trunk(features) if self.trunk is not None else features
+
+
+def feature_trunk(in_dim: int, feature_dim: int) -> nn.Sequential:
+    """DrQ-v2's per-network trunk on the conv features: Linear -> LayerNorm -> Tanh."""
+    return _orthogonal_trunk_(nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh()))
+
+
+def _orthogonal_trunk_(trunk: nn.Sequential) -> nn.Sequential:
+    nn.init.orthogonal_(trunk[0].weight, gain=1.0)
+    nn.init.zeros_(trunk[0].bias)
+    return trunk
 
 
 def elu_layernorm_mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:

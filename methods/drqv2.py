@@ -1,0 +1,349 @@
+"""DrQ-v2 (Yarats et al. 2021): DDPG from pixels with random-shift augmentation, n-step returns
+and a scheduled exploration std. Checklist: reference/baselines.md section 1; D.Va's settings:
+dva_paper.md section 5 and baselines.md section 1.3.
+
+Per vector step of the batched env (every env acts; each agent step is `action_repeat` control
+steps, envs/action_repeat.py):
+  1. act: uniform actions for the first `num_expl_steps` agent steps, then tanh(mu) + N(0, std(t))
+     (no clip when acting), std(t) from the schedule indexed by agent steps summed over envs;
+  2. store the new frames in the replay (single frames; stacks are built on sampling);
+  3. once `num_seed_frames` control steps are collected, one update per `update_every_steps`
+     agent steps (num_envs / 2 updates per vector step, as D.Va ran it):
+     critic: random shift (pad 4) of obs and next obs, the conv encoder on both (next obs without
+     gradient; no target encoder), n-step target r + gamma^n min(Q1', Q2')(s', a'), a' with noise
+     clipped to 0.3; one Adam step for encoder and critic. Actor: on the detached features,
+     -min(Q1, Q2)(s, a) with clipped noise; the encoder learns only through the critic.
+     Polyak tau 0.01 for the target critic (its trunk included).
+Deviations from the reference adapter that D.Va used (baselines.md 1.3), on purpose: no tanh on
+the already bounded action (its env saw [-0.76, 0.76]); terminations get discount 0 and time
+limits bootstrap from the terminal observation (it used discount 1 everywhere); every transition
+enters the replay as it happens (not when its episode ends); n-step windows stop at episode ends
+instead of never starting in an episode's last n-1 steps; returns count every control step.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.base import IterationStats, Method, register
+from methods.networks import PixelEncoder, feature_trunk
+from methods.replay import FrameReplay
+
+
+@dataclass
+class DrQV2Config:
+    # Environment (D.Va ran DrQ-v2 with 16 cartpole envs, 84x84, action repeat 2, 3 frames).
+    num_envs: int = 16
+    image_size: int = 84
+    supersample: int = 1
+    frame_stack: int = 3
+    action_repeat: int = 2
+    # Agent (baselines.md 1.1).
+    feature_dim: int = 50
+    hidden_dim: int = 1024
+    lr: float = 1e-4
+    critic_tau: float = 0.01
+    gamma: float = 0.99
+    nstep: int = 3
+    batch_size: int = 256
+    replay_capacity: int = 1_000_000
+    num_seed_frames: int = 4000  # control steps before the first update
+    num_expl_steps: int = 2000  # agent steps of uniform random actions
+    update_every_steps: int = 2
+    stddev_schedule: str = "linear(1.0,0.1,500000)"
+    stddev_clip: float = 0.3
+    augment_pad: int = 4
+    # "fp32" (the reference) or "bf16": autocast of the update's convs and matmuls (CPU with
+    # AVX-512-bf16, or CUDA); measured 1.4-2.6x faster updates on the 2-core CPU (README).
+    precision: str = "fp32"
+    vector_steps_per_iteration: int = 8  # how many env steps one `iterate` call takes (logging granularity)
+
+
+def schedule(spec: str | float, step: int) -> float:
+    """DrQ-v2's schedules: a constant, `linear(init,final,duration)` or
+    `step_linear(init,final1,duration1,final2,duration2)`, indexed by agent step."""
+    try:
+        return float(spec)
+    except ValueError:
+        pass
+    match = re.fullmatch(r"\s*linear\(([^,]+),([^,]+),([^,]+)\)\s*", spec)
+    if match:
+        init, final, duration = (float(g) for g in match.groups())
+        mix = min(max(step / duration, 0.0), 1.0)
+        return (1.0 - mix) * init + mix * final
+    match = re.fullmatch(r"\s*step_linear\(([^,]+),([^,]+),([^,]+),([^,]+),([^,]+)\)\s*", spec)
+    if match:
+        init, final1, duration1, final2, duration2 = (float(g) for g in match.groups())
+        if step <= duration1:
+            mix = min(max(step / duration1, 0.0), 1.0)
+            return (1.0 - mix) * init + mix * final1
+        mix = min(max((step - duration1) / duration2, 0.0), 1.0)
+        return (1.0 - mix) * final1 + mix * final2
+    raise ValueError(f"unknown schedule {spec!r}: use a number, linear(a,b,n) or step_linear(a,b,n,c,m)")
+
+
+def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ-v2's augmentation: replicate-pad by `pad`, then crop back at a whole-pixel offset drawn
+    per sample in {0..2*pad}^2, i.e. an integer translation in [-pad, pad]. The reference does it
+    with bilinear `grid_sample` at integer offsets; two gathers with clamped indices give the same
+    pixels exactly, in the input's dtype (uint8: no float copies), without a padded copy."""
+    if pad == 0:
+        return pixels
+    n, c, h, w = pixels.shape
+    shift = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).to(pixels.device) - pad
+    rows = (shift[:, 0:1] + torch.arange(h, device=pixels.device)).clamp_(0, h - 1)
+    cols = (shift[:, 1:2] + torch.arange(w, device=pixels.device)).clamp_(0, w - 1)
+    shifted_rows = pixels.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
+    return shifted_rows.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+
+
+def clipped_noise_sample(mu: torch.Tensor, std: float, clip: float | None) -> torch.Tensor:
+    """mu + eps*std with eps*std clipped to +-clip, then clamped to (-1, 1) with a straight-through
+    gradient (DrQ-v2's TruncatedNormal): da/dmu = 1 everywhere."""
+    noise = torch.randn_like(mu) * std
+    if clip is not None:
+        noise = noise.clamp(-clip, clip)
+    action = mu + noise
+    eps = 1e-6
+    clamped = action.clamp(-1.0 + eps, 1.0 - eps)
+    return action - action.detach() + clamped.detach()
+
+
+class DrQActor(nn.Module):
+    def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden_dim: int):
+        super().__init__()
+        self.trunk = feature_trunk(repr_dim, feature_dim)
+        self.policy = nn.Sequential(
+            nn.Linear(feature_dim, hidden_dim), nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, action_dim),
+        )  # fmt: skip
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """The mean action tanh(mu); the std comes from the schedule."""
+        return torch.tanh(self.policy(self.trunk(features)))
+
+
+class DrQCritic(nn.Module):
+    def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden_dim: int):
+        super().__init__()
+        self.trunk = feature_trunk(repr_dim, feature_dim)
+
+        def q_head() -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(feature_dim + action_dim, hidden_dim), nn.ReLU(inplace=True),
+                nn.Linear(hidden_dim, hidden_dim), nn.ReLU(inplace=True),
+                nn.Linear(hidden_dim, 1),
+            )  # fmt: skip
+
+        self.q1, self.q2 = q_head(), q_head()
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.cat([self.trunk(features), action], dim=-1)
+        return self.q1(h), self.q2(h)
+
+
+def _orthogonal_linear_init_(module: nn.Module) -> None:
+    """DrQ-v2's `weight_init` for the MLPs: orthogonal (gain 1), zero bias."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight.data)
+            nn.init.zeros_(layer.bias)
+
+
+@register("drqv2")
+class DrQV2(Method):
+    config_cls = DrQV2Config
+
+    def __init__(self, spec, config: DrQV2Config, device: str | torch.device = "cpu", seed: int = 0):
+        if spec.image_shape is None:
+            raise ValueError("drqv2 learns from pixels: build the env with render='raytrace'")
+        if config.nstep < 1 or config.update_every_steps < 1 or config.batch_size < 1:
+            raise ValueError(f"nstep, update_every_steps and batch_size must be >= 1, got {config.nstep}, {config.update_every_steps}, {config.batch_size}")
+        schedule(config.stddev_schedule, 0)  # fail early on a malformed schedule
+        if config.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
+        self.config = config
+        self.device = torch.device(device)
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # replay sampling and augmentation
+        self.action_dim = spec.action_dim
+        self.encoder = PixelEncoder(spec.image_shape).to(self.device)
+        repr_dim = self.encoder.repr_dim
+        self.actor = DrQActor(repr_dim, spec.action_dim, config.feature_dim, config.hidden_dim)
+        self.critic = DrQCritic(repr_dim, spec.action_dim, config.feature_dim, config.hidden_dim)
+        for net in (self.actor.policy, self.critic.q1, self.critic.q2):
+            _orthogonal_linear_init_(net)
+        self.actor.to(self.device)
+        self.critic.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.encoder_opt = torch.optim.Adam(self.encoder.parameters(), lr=config.lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.lr)
+        frame_shape = (3, *spec.image_shape[1:])
+        self.replay = FrameReplay(spec.num_envs, config.replay_capacity, frame_shape, spec.action_dim, spec.frame_stack)
+        self.agent_steps = 0  # summed over envs: the schedule's and warm-up's clock
+        self.control_steps = 0
+        self.updates = 0
+        self._updates_from = config.num_seed_frames  # control steps: no update before the replay holds this many
+        self._obs: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def env_kwargs(cls, config: DrQV2Config) -> dict:
+        return {
+            "num_envs": config.num_envs,
+            "image_size": config.image_size,
+            "supersample": config.supersample,
+            "frame_stack": config.frame_stack,
+            "action_repeat": config.action_repeat,
+            "render": "raytrace",
+        }
+
+    # -- acting ---------------------------------------------------------------------------------
+    def stddev(self) -> float:
+        return schedule(self.config.stddev_schedule, self.agent_steps)
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], deterministic: bool = True) -> torch.Tensor:
+        mu = self.actor(self.encoder(obs["pixels"].to(self.device)))
+        if deterministic:
+            return mu
+        return clipped_noise_sample(mu, self.stddev(), clip=None)
+
+    def _explore(self, obs: dict[str, torch.Tensor], num_envs: int) -> torch.Tensor:
+        if self.agent_steps < self.config.num_expl_steps:
+            return torch.rand(num_envs, self.action_dim, generator=self.generator).mul_(2).sub_(1).to(self.device)
+        return self.act(obs, deterministic=False)
+
+    # -- one iteration: a few vector steps and their updates -----------------------------------
+    def iterate(self, env) -> IterationStats:
+        cfg = self.config
+        phases: dict[str, float] = {}
+        metrics: dict[str, float] = {}
+        finished: list[float] = []
+        env.timings.pop()
+        if self._obs is None:
+            self._obs = env.reset()
+            self.replay.add_first(self._obs["pixels"][:, -3:])
+        for _ in range(cfg.vector_steps_per_iteration):
+            start = time.perf_counter()
+            action = self._explore(self._obs, env.num_envs)
+            phases["act"] = phases.get("act", 0.0) + time.perf_counter() - start
+            obs, reward, done, info = env.step(action)
+            start = time.perf_counter()
+            next_frame = obs["pixels"][:, -3:]
+            if bool(done.any()):
+                next_frame = torch.where(done.view(-1, 1, 1, 1), info["terminal_obs"]["pixels"][:, -3:], next_frame)
+            discount = (~info["terminated"]).float()
+            self.replay.add(next_frame, action, reward, discount, done)
+            if bool(done.any()):
+                self.replay.add_first(obs["pixels"][done, -3:], done.nonzero().flatten())
+            phases["replay_add"] = phases.get("replay_add", 0.0) + time.perf_counter() - start
+            finished.extend(info["episode_returns"].tolist())
+            self._obs = obs
+            for _ in range(env.num_envs):  # D.Va's vectorisation: one update check per env's agent step
+                self.agent_steps += 1
+                if self.control_steps >= self._updates_from and self.agent_steps % cfg.update_every_steps == 0:
+                    metrics = self.update(phases)
+            self.control_steps += env.num_envs * info["control_steps"]
+        env_phases = env.timings.pop()
+        phases = {"sim_forward": env_phases.get("sim_forward", 0.0), "render": env_phases.get("render", 0.0), **phases}
+        metrics |= {"stddev": self.stddev(), "updates": float(self.updates), "replay_timesteps": float(len(self.replay))}
+        control_steps = cfg.vector_steps_per_iteration * env.num_envs * cfg.action_repeat
+        return IterationStats(env_steps=control_steps, phase_s=phases, metrics=metrics, finished_episode_returns=finished)
+
+    def update(self, phases: dict[str, float] | None = None) -> dict[str, float]:
+        """One DrQ-v2 update from a replay batch; adds its seconds to `phases` by part."""
+        cfg = self.config
+        phases = {} if phases is None else phases
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            phases[name] = phases.get(name, 0.0) + now - clock
+            clock = now
+
+        batch = self.replay.sample(cfg.batch_size, cfg.nstep, cfg.gamma, self.generator)
+        obs = random_shift(batch.obs.to(self.device), cfg.augment_pad, self.generator)
+        next_obs = random_shift(batch.next_obs.to(self.device), cfg.augment_pad, self.generator)
+        action, reward, discount = (x.to(self.device) for x in (batch.action, batch.reward, batch.discount))
+        lap("replay_sample")
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            metrics, features = self.update_critic(obs, action, reward, discount, next_obs)
+            lap("critic_update")
+            metrics |= self.update_actor(features.detach())
+        with torch.no_grad():
+            for target, online in zip(self.critic_target.parameters(), self.critic.parameters()):
+                target.lerp_(online, cfg.critic_tau)
+        lap("actor_update")
+        self.updates += 1
+        return metrics
+
+    def update_critic(self, obs, action, reward, discount, next_obs) -> tuple[dict, torch.Tensor]:
+        """One step of encoder and critic; returns the metrics and the encoded (augmented) obs."""
+        cfg = self.config
+        features = self.encoder(obs)
+        with torch.no_grad():
+            next_features = self.encoder(next_obs)
+            next_action = clipped_noise_sample(self.actor(next_features), self.stddev(), cfg.stddev_clip)
+            target_q1, target_q2 = self.critic_target(next_features, next_action)
+            target_q = reward.unsqueeze(-1) + discount.unsqueeze(-1) * torch.min(target_q1, target_q2).float()
+        q1, q2 = (q.float() for q in self.critic(features, action))
+        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        self.encoder_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        self.encoder_opt.step()
+        metrics = {"critic_loss": float(critic_loss.detach()), "critic_q1": float(q1.detach().mean()), "critic_target_q": float(target_q.mean())}
+        return metrics, features
+
+    def update_actor(self, features: torch.Tensor) -> dict:
+        action = clipped_noise_sample(self.actor(features), self.stddev(), self.config.stddev_clip)
+        self.critic.requires_grad_(False)  # the actor loss only steps the actor: skip the critic's weight gradients
+        try:
+            q1, q2 = self.critic(features, action)
+            actor_loss = -torch.min(q1, q2).float().mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+        finally:
+            self.critic.requires_grad_(True)
+        self.actor_opt.step()
+        return {"actor_loss": float(actor_loss.detach())}
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Networks, optimisers and counters. The replay is not checkpointed (1M frames would be
+        gigabytes per record): a resumed run refills `num_seed_frames` control steps with its
+        current policy before it updates again."""
+        return {
+            "encoder": self.encoder.state_dict(),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "encoder_opt": self.encoder_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "counters": {"agent_steps": self.agent_steps, "control_steps": self.control_steps, "updates": self.updates},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.encoder.load_state_dict(state["encoder"])
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.encoder_opt.load_state_dict(state["encoder_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        counters = state["counters"]
+        self.agent_steps, self.control_steps, self.updates = counters["agent_steps"], counters["control_steps"], counters["updates"]
+        self._updates_from = self.control_steps + self.config.num_seed_frames
+        self._obs = None
