@@ -165,7 +165,7 @@ class Run:
             resumed = True
         else:
             metrics_path.unlink(missing_ok=True)
-        eval_every = self.spec.eval_every_steps or DEFAULT_EVAL_EVERY_STEPS
+        eval_every = self.spec.eval_every_steps or getattr(self.method_cls, "default_eval_every_steps", DEFAULT_EVAL_EVERY_STEPS)
         self.run_json = {
             "spec": self.spec.as_dict(),
             "run_id": self.spec.run_id,
