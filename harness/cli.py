@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _positive_int(text: str) -> int:
@@ -78,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     prof.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="change a config key in every case")
     prof.add_argument("--out", default=None, help="output folder (default results/profile-<task>-<device type>)")
+
+    upd = sub.add_parser("bench-updates", help="update throughput of a replay-based method (DrQ-v2) and where its time goes")
+    upd.add_argument("--method", default="drqv2")
+    upd.add_argument("--task", default="cartpole")
+    upd.add_argument("--preset", default="cpu")
+    upd.add_argument("--image-sizes", default="32,84", help="comma list of image sizes (supersample 2 below 64 px, as the cpu preset)")
+    upd.add_argument("--precisions", default="fp32,bf16", help="comma list: fp32 and/or bf16")
+    upd.add_argument("--updates", type=_positive_int, default=20, help="timed updates per case")
+    upd.add_argument("--warmup", type=_positive_int, default=3)
+    upd.add_argument("--profile-updates", type=int, default=5, help="updates under torch.profiler for the operator table (0: none)")
+    upd.add_argument("--device", default="cpu")
+    upd.add_argument("--out", default=None, help="output folder (default results/<method>-updates-<device type>)")
 
     bench = sub.add_parser("bench-env", help="environment throughput: physics, physics + render, horizon fwd+bwd")
     bench.add_argument("--task", default="cartpole")
@@ -275,6 +288,35 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command:
     return 1 if any("error" in case for case in data["cases"]) else 0
 
 
+def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
+    import torch
+
+    from harness.bench_updates import bench_case, write_bench
+    from methods import get_method_class, resolve_method_name
+    from methods.presets import load_config
+
+    try:
+        method = resolve_method_name(args.method)
+        sizes = [int(x) for x in args.image_sizes.split(",") if x.strip()]
+        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+        if not sizes or min(sizes) < 16:
+            raise ValueError(f"--image-sizes must list sizes >= 16, got {args.image_sizes!r}")
+        if not precisions or set(precisions) - {"fp32", "bf16"}:
+            raise ValueError(f"--precisions must list fp32 and/or bf16, got {args.precisions!r}")
+        if not hasattr(get_method_class(method), "update"):
+            raise ValueError(f"{method} has no replay update to benchmark (bench-updates is for DrQ-v2-like methods)")
+        cases = [{"image_size": n, "supersample": 2 if n < 64 else 1, "precision": p} for n in sizes for p in precisions]
+        for overrides in cases:
+            load_config(method, args.task, args.preset, get_method_class(method).config_cls, overrides)
+    except ValueError as err:
+        parser.error(str(err))
+    results = [bench_case(method, args.task, args.preset, o, args.updates, args.warmup, args.device, args.profile_updates) for o in cases]
+    out = Path(args.out or f"results/{method}-updates-{torch.device(args.device).type}")
+    write_bench(results, out, command)
+    print((out / "bench_updates.md").read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -295,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(parser, args, command)
     if args.command == "profile":
         return _profile(parser, args, command)
+    if args.command == "bench-updates":
+        return _bench_updates(parser, args, command)
     if args.command == "bench-env":
         from harness.bench_env import bench_env
 

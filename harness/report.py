@@ -28,7 +28,16 @@ from harness.io import write_text_atomic
 from harness.normalization import NormalizationTable, load_normalization
 from harness.stats import DEFAULT_REPS, iqm_with_ci, probability_of_improvement
 
+# The first-order methods' phases, in pipeline order; other methods' phases (replay sampling,
+# teacher training, ...) follow in the order they first appear.
 PHASES = ("sim_forward", "render", "actor_forward", "sim_backward", "render_backward", "actor_update", "critic_update")
+
+
+def phase_names(rows: list[dict]) -> list[str]:
+    """PHASES first, then every other phase any row recorded; phases no row spent time in are dropped."""
+    seen = [p for r in rows for p in r["phase_s_per_iteration"] if p not in PHASES]
+    names = list(PHASES) + list(dict.fromkeys(seen))
+    return [p for p in names if any(r["phase_s_per_iteration"].get(p, 0.0) > 0 for r in rows)]
 REQUIRED_RECORD_KEYS = ("env_steps", "train_wall_s", "eval_return_mean")
 CURVE_POINTS = 60
 FOCUS_METHOD = "dva"
@@ -153,8 +162,9 @@ def summarise(runs: list[RunRecord], norm: NormalizationTable, reps: int, thresh
         iterations = sum(m.records[-1].get("iteration", 0) for m in done)
         row["s_per_1k_steps"] = 1000.0 * total_train / total_steps if total_steps else math.nan
         row["s_per_iteration"] = total_train / iterations if iterations else math.nan
+        recorded = list(dict.fromkeys(p for m in done for p in m.records[-1].get("phase_s", {})))
         row["phase_s_per_iteration"] = {
-            p: sum(m.records[-1].get("phase_s", {}).get(p, 0.0) for m in done) / iterations if iterations else 0.0 for p in PHASES
+            p: sum(m.records[-1].get("phase_s", {}).get(p, 0.0) for m in done) / iterations if iterations else 0.0 for p in recorded
         }
         row["cpu_rss_peak_mb"] = max((m.records[-1].get("cpu_rss_peak_mb", math.nan) for m in done), default=math.nan)
         row["gpu_mem_peak_mb"] = max((m.records[-1].get("gpu_mem_peak_torch_mb", math.nan) for m in done), default=math.nan)
@@ -273,13 +283,15 @@ def _plot_grad_norms(rows: list[dict], out: Path) -> str | None:
     return "grad_norms.png"
 
 
-def _plot_phases(rows: list[dict], out: Path) -> str:
+def _plot_phases(rows: list[dict], out: Path) -> str | None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    table = pd.DataFrame({f"{_label(r, rows)}\n{r['task']}": r["phase_s_per_iteration"] for r in rows if r["_members"]}).T
+    if not phase_names(rows):
+        return None  # no run recorded phase times
+    table = pd.DataFrame({f"{_label(r, rows)}\n{r['task']}": r["phase_s_per_iteration"] for r in rows if r["_members"]}).T.fillna(0.0)
     fig, ax = plt.subplots(figsize=(7.0, 0.6 + 0.55 * len(table)))
-    table[list(PHASES)].plot.barh(stacked=True, ax=ax, colormap="tab10")
+    table[phase_names(rows)].plot.barh(stacked=True, ax=ax, colormap="tab20")
     ax.set_xlabel("seconds per iteration (training only)")
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
@@ -350,7 +362,7 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _copy_run_files(runs, out / "runs")
-    figures = _plot_curves(rows, out) + [_plot_phases(rows, out)]
+    figures = _plot_curves(rows, out) + [f for f in [_plot_phases(rows, out)] if f]
     grad_figure = _plot_grad_norms(rows, out)
     if grad_figure:
         figures.append(grad_figure)
@@ -400,11 +412,12 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
             where = f"{hit[0] / 60:.1f} min, {hit[1]:,} steps" if hit else "not reached"
             lines.append(f"- {r['task']} {_label(r, rows)} seed {m.spec['seed']}: {m.records[-1]['eval_return_mean']:,.0f} "
                          f"after {m.records[-1]['train_wall_s'] / 60:.1f} min / {m.records[-1]['env_steps']:,} steps; threshold: {where}")
-    lines += ["", "Per-iteration phase time [s] (mean over seeds):", "", "| task | method | " + " | ".join(PHASES) + " |",
-              "|---" * (len(PHASES) + 2) + "|"]
+    names = phase_names(rows)
+    lines += ["", "Per-iteration phase time [s] (mean over seeds; an iteration is one `iterate` call of the method):", "",
+              "| task | method | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for r in rows:
         if r["_members"]:
-            lines.append(f"| {r['task']} | {_label(r, rows)} | " + " | ".join(f"{r['phase_s_per_iteration'][p]:.3f}" for p in PHASES) + " |")
+            lines.append(f"| {r['task']} | {_label(r, rows)} | " + " | ".join(f"{r['phase_s_per_iteration'].get(p, 0.0):.3f}" for p in names) + " |")
     if iqm:
         lines += ["", "Aggregate IQM of normalised final scores [95% CI]: "
                   + "; ".join(f"{k} {v[0]:.2f} [{v[1][0]:.2f}, {v[1][1]:.2f}]" for k, v in iqm.items())]

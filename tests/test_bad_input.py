@@ -60,6 +60,10 @@ def test_step_before_reset_is_an_error():
         (["bench-env", "--image-size", "8"], "image-size"),
         (["bench-env", "--device", "cuda:0"], "CUDA|cuda"),
         (["frobnicate"], "invalid choice"),
+        (["bench-updates", "--precisions", "fp16"], "fp32 and/or bf16"),
+        (["bench-updates", "--image-sizes", "8"], "image-sizes"),
+        (["bench-updates", "--method", "dva"], "no replay update"),
+        (["bench-updates", "--method", "nope"], "unknown method"),
     ],
 )
 def test_cli_bad_input_exits_2(args, words):

@@ -203,3 +203,20 @@ def test_bf16_precision_runs_and_bad_precision_is_refused(drq_env):
     assert agent.updates > 0
     with pytest.raises(ValueError, match="precision"):
         DrQV2(drq_env.spec, DrQV2Config(**(SMOKE.__dict__ | {"precision": "fp8"})))
+
+
+def test_bench_updates_writes_its_table_and_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "-m", "harness", "bench-updates", "--preset", "smoke", "--image-sizes", "16",
+                           "--precisions", "fp32", "--updates", "2", "--warmup", "1", "--profile-updates", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "bench_updates.json").read_text())
+    (case,) = data["cases"]
+    assert case["updates_per_s"] > 0 and case["batch_size"] == 16 and case["image_shape"] == [9, 16, 16]
+    assert set(case["ms_per_update"]) == {"replay_sample", "critic_update", "actor_update"} and case["top_ops"]
+    assert "updates / s" in (out / "bench_updates.md").read_text()

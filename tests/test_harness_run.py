@@ -85,6 +85,27 @@ def test_smoke_run_writes_the_run_folder(tmp_path):
     assert (tmp_path / "report" / "runs" / "cartpole" / "shac-state" / "smoke" / "seed0" / "metrics.jsonl").exists()
 
 
+def test_baselines_run_through_the_harness_and_report(tmp_path):
+    """DrQ-v2 (action repeat, replay) and DAgger (teacher inside the budget) in one grid."""
+    proc = _cli(["--methods", "drqv2,dagger", "--budget", "1024-steps", "--preset", "smoke", "--eval-every", "512",
+                 "--eval-episodes", "2", "--out", str(tmp_path), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    for method in ("drqv2", "dagger"):
+        records = _records(tmp_path / "cartpole" / method / "smoke" / "seed0")
+        assert records[0]["env_steps"] == 0 and records[-1]["env_steps"] >= 1024
+        assert all(isinstance(r["eval_return_mean"], float) for r in records)
+    drq = _records(tmp_path / "cartpole" / "drqv2" / "smoke" / "seed0")[-1]
+    assert {"replay_sample", "critic_update", "actor_update"} <= set(drq["phase_s"]) and drq["metrics"]["updates"] > 0
+    dagger = _records(tmp_path / "cartpole" / "dagger" / "smoke" / "seed0")[-1]
+    assert dagger["phase_s"]["teacher_training"] > 0 and dagger["phase_s"]["student_update"] > 0
+    report = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path), "--out", str(tmp_path / "report")],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "| cartpole | drqv2 | smoke |" in summary and "| cartpole | dagger | smoke |" in summary
+    assert "replay_sample" in summary and "teacher_training" in summary
+
+
 def test_report_over_a_folder_without_runs_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path), "--out", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=120)

@@ -1,0 +1,82 @@
+"""`harness bench-updates`: gradient-update throughput of a replay-based method (DrQ-v2), and where it goes.
+
+For each (image size, precision) case: build the method at its preset on the task, fill the
+replay with `num_seed_frames` control steps (the warm-up's uniform actions), run `--warmup`
+updates, then time `--updates` updates at the config's batch size; report updates/s and the
+mean milliseconds per part (replay sampling and augmentation, critic + encoder step, actor step
+and target update), then one torch.profiler pass over a few updates for the top operators.
+Env stepping is excluded: it is a few percent of a DrQ-v2 iteration (see a run's phases).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+import envs
+from harness.io import write_json_atomic, write_text_atomic
+from harness.system_info import system_info
+from methods import get_method_class, resolve_method_name
+from methods.presets import load_config
+
+
+def bench_case(method: str, task: str, preset: str, overrides: dict, updates: int, warmup: int, device: str, profile_updates: int) -> dict:
+    name = resolve_method_name(method)
+    cls = get_method_class(name)
+    config = load_config(name, task, preset, cls.config_cls, overrides)
+    if not hasattr(cls, "update"):
+        raise ValueError(f"{name} has no replay update to benchmark")
+    env = envs.make(task, device=device, seed=0, **cls.env_kwargs(config))
+    agent = cls(env.spec, config, device, 0)
+    while agent.updates == 0:  # the warm-up collection, up to the first update
+        agent.iterate(env)
+    for _ in range(warmup):
+        agent.update()
+    parts: dict[str, float] = {}
+    start = time.perf_counter()
+    for _ in range(updates):
+        agent.update(parts)
+    elapsed = time.perf_counter() - start
+    top_ops = []
+    if profile_updates:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(profile_updates):
+                agent.update()
+        total = sum(e.self_cpu_time_total for e in prof.key_averages()) or 1.0
+        for event in sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:10]:
+            top_ops.append({"op": event.key, "ms_per_update": event.self_cpu_time_total / 1e3 / profile_updates,
+                            "share": event.self_cpu_time_total / total})  # fmt: skip
+    return {
+        "method": name, "task": task, "preset": preset, "overrides": overrides,
+        "image_shape": list(env.spec.image_shape), "batch_size": config.batch_size,
+        "precision": getattr(config, "precision", "fp32"), "device": str(device), "updates": updates,
+        "updates_per_s": updates / elapsed,
+        "ms_per_update": {k: 1e3 * v / updates for k, v in parts.items()},
+        "top_ops": top_ops,
+    }  # fmt: skip
+
+
+def write_bench(cases: list[dict], out: Path, command: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    machine = system_info()
+    write_json_atomic(out / "bench_updates.json", {"command": command, "machine": machine, "cases": cases})
+    parts = list(dict.fromkeys(p for c in cases for p in c["ms_per_update"]))
+    lines = [f"# Update throughput ({cases[0]['method']}, {cases[0]['task']})", "", f"Made by: `{command}`", "",
+             f"Machine: {machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores), torch {machine.get('versions', {}).get('torch', '?')}, "
+             f"{torch.get_num_threads()} torch threads.", "",
+             "| image | batch | precision | updates / s | " + " | ".join(f"{p} ms" for p in parts) + " |",
+             "|---" * (4 + len(parts)) + "|"]  # fmt: skip
+    for c in cases:
+        image = "x".join(str(d) for d in c["image_shape"])
+        lines.append(f"| {image} | {c['batch_size']} | {c['precision']} | {c['updates_per_s']:.2f} | "
+                     + " | ".join(f"{c['ms_per_update'].get(p, 0.0):.1f}" for p in parts) + " |")  # fmt: skip
+    for c in cases:
+        if c["top_ops"]:
+            image = "x".join(str(d) for d in c["image_shape"])
+            lines += ["", f"Top operators, {image} {c['precision']} (self CPU time per update):", "", "| op | ms | share |", "|---|---|---|"]
+            lines += [f"| `{o['op']}` | {o['ms_per_update']:.1f} | {100 * o['share']:.0f}% |" for o in c["top_ops"]]
+    write_text_atomic(out / "bench_updates.md", "\n".join(lines) + "\n")
