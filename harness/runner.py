@@ -251,7 +251,8 @@ class Run:
                     grad_norms.append(stats.metrics["actor_grad_norm"])
                 last_metrics = stats.metrics
                 memory.sample()
-                bar.update(elapsed if self.budget.kind == "seconds" else stats.env_steps)
+                # Never past the total: tqdm drops a total it has passed, and the bar format then fails.
+                bar.update(min(elapsed if self.budget.kind == "seconds" else stats.env_steps, max(bar.total - bar.n, 0)))
                 if counters["env_steps"] >= counters["next_eval"]:
                     record_eval(last_metrics)
             if counters["env_steps"] > counters.get("last_eval_steps", -1):  # the end is always evaluated

@@ -106,6 +106,16 @@ def test_baselines_run_through_the_harness_and_report(tmp_path):
     assert "replay_sample" in summary and "teacher_training" in summary
 
 
+def test_a_last_iteration_past_the_budget_completes_with_the_progress_bar_on(tmp_path):
+    """The last iteration overshoots the budget (64 steps per iteration, budget 100): the bar must not break the run."""
+    from harness.runner import Run
+    from harness.specs import RunSpec
+
+    spec = RunSpec(method="shac-state", task="cartpole", seed=0, preset="smoke", budget="100-steps", eval_every_steps=64, eval_episodes=2)
+    assert Run(spec, tmp_path, quiet=False).execute() == "complete"
+    assert _records(tmp_path / "cartpole" / "shac-state" / "smoke" / "seed0")[-1]["env_steps"] == 128
+
+
 def test_report_over_a_folder_without_runs_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path), "--out", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=120)
