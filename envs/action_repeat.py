@@ -99,7 +99,8 @@ class ActionRepeat:
         info = {
             "terminated": terminated,
             "truncated": done & ~terminated,
-            "terminal_obs": {"state": terminal_state if terminal_state is not None else obs["state"]},
+            # Rows of envs that did not finish hold the current state, as the inner env's do.
+            "terminal_obs": {"state": obs["state"] if terminal_state is None else torch.where(done.unsqueeze(1), terminal_state, obs["state"])},
             "episode_returns": torch.cat(episode_returns),
             "episode_lengths": torch.cat(episode_lengths),
             "control_steps": self.repeat,

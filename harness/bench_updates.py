@@ -34,22 +34,33 @@ def bench_case(method: str, task: str, preset: str, overrides: dict, updates: in
         agent.iterate(env)
     for _ in range(warmup):
         agent.update()
-    parts: dict[str, float] = {}
+    cuda = torch.device(device).type == "cuda"
+    parts: dict[str, float] = {}  # on CUDA the parts are host-side times (kernels run asynchronously)
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(updates):
         agent.update(parts)
+    if cuda:
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     top_ops = []
     if profile_updates:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
             for _ in range(profile_updates):
                 agent.update()
-        total = sum(e.self_cpu_time_total for e in prof.key_averages()) or 1.0
-        for event in sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:10]:
-            top_ops.append({"op": event.key, "ms_per_update": event.self_cpu_time_total / 1e3 / profile_updates,
-                            "share": event.self_cpu_time_total / total})  # fmt: skip
+            if cuda:
+                torch.cuda.synchronize()
+
+        def self_time(event) -> float:  # microseconds on the device that does the work
+            return event.self_device_time_total if cuda else event.self_cpu_time_total
+
+        total = sum(self_time(e) for e in prof.key_averages()) or 1.0
+        for event in sorted(prof.key_averages(), key=self_time, reverse=True)[:10]:
+            top_ops.append({"op": event.key, "ms_per_update": self_time(event) / 1e3 / profile_updates, "share": self_time(event) / total})
     return {
         "method": name, "task": task, "preset": preset, "overrides": overrides,
         "image_shape": list(env.spec.image_shape), "batch_size": config.batch_size,
@@ -65,6 +76,7 @@ def write_bench(cases: list[dict], out: Path, command: str) -> None:
     machine = system_info()
     write_json_atomic(out / "bench_updates.json", {"command": command, "machine": machine, "cases": cases})
     parts = list(dict.fromkeys(p for c in cases for p in c["ms_per_update"]))
+    device_kind = "device" if cases[0]["device"].startswith("cuda") else "CPU"
     lines = [f"# Update throughput ({cases[0]['method']}, {cases[0]['task']})", "", f"Made by: `{command}`", "",
              f"Machine: {machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores), torch {machine.get('versions', {}).get('torch', '?')}, "
              f"{torch.get_num_threads()} torch threads.", "",
@@ -77,6 +89,6 @@ def write_bench(cases: list[dict], out: Path, command: str) -> None:
     for c in cases:
         if c["top_ops"]:
             image = "x".join(str(d) for d in c["image_shape"])
-            lines += ["", f"Top operators, {image} {c['precision']} (self CPU time per update):", "", "| op | ms | share |", "|---|---|---|"]
+            lines += ["", f"Top operators, {image} {c['precision']} (self {device_kind} time per update):", "", "| op | ms | share |", "|---|---|---|"]
             lines += [f"| `{o['op']}` | {o['ms_per_update']:.1f} | {100 * o['share']:.0f}% |" for o in c["top_ops"]]
     write_text_atomic(out / "bench_updates.md", "\n".join(lines) + "\n")

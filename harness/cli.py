@@ -301,6 +301,8 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
         precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
         if not sizes or min(sizes) < 16:
             raise ValueError(f"--image-sizes must list sizes >= 16, got {args.image_sizes!r}")
+        if args.profile_updates < 0:
+            raise ValueError(f"--profile-updates must be >= 0, got {args.profile_updates}")
         if not precisions or set(precisions) - {"fp32", "bf16"}:
             raise ValueError(f"--precisions must list fp32 and/or bf16, got {args.precisions!r}")
         if not hasattr(get_method_class(method), "update"):

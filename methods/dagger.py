@@ -9,12 +9,17 @@ own running statistics), the pairs go into a FIFO buffer, and once the buffer ho
 drawn without replacement, stopping early as soon as a minibatch loss falls below
 `early_stop_loss`. The loss is the negative log-likelihood of the teacher's mean under the
 student's Gaussian (CartPole's stochastic student) or the MSE between the means (the
-deterministic students of the other tasks). The curves count the teacher's env steps and
-training time, as the paper does; while the teacher trains, evaluations score the untrained student.
+deterministic students of the other tasks, which act without noise). The curves count the
+teacher's env steps and training time, as the paper does; while the teacher trains, evaluations
+score the untrained student. A teacher loaded from a checkpoint is not re-counted on the axes
+(its run already recorded them); its env steps and training seconds are logged with every
+record (`teacher_env_steps`, `teacher_train_s`), so a reader can add them.
 
 Fixed against the reference (section 8): a minibatch never loses samples at the buffer's
-wrap-around, and minibatches walk one permutation per pass over the buffer instead of drawing a
-full permutation for each.
+wrap-around, minibatches walk one permutation per pass over the buffer instead of drawing a
+full permutation for each, and the logged learning rate is the current one. The `mse` student
+is D.Va's actor (ELU/LayerNorm MLP, `student_units`), not the reference's orthogonally
+initialised ActorDeterministicMLP; for CartPole (the `nll` student) they are the same network.
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ class DAgger(Method):
         self.epochs = 0
         self._obs: dict[str, torch.Tensor] | None = None
         self._permutation = torch.empty(0, dtype=torch.long)
+        self.loaded_teacher_cost: dict[str, float] = {}
         if config.teacher_checkpoint:
             self._load_teacher(Path(config.teacher_checkpoint))
 
@@ -142,7 +148,11 @@ class DAgger(Method):
     def _load_teacher(self, path: Path) -> None:
         checkpoint = path / "checkpoint.pt" if path.is_dir() else path
         self._make_teacher()
-        self.teacher.load_state_dict(torch.load(checkpoint, map_location=self.device, weights_only=False)["method"])
+        state = torch.load(checkpoint, map_location=self.device, weights_only=False)
+        self.teacher.load_state_dict(state["method"])
+        counters = state.get("counters", {})
+        self.loaded_teacher_cost = {"teacher_env_steps": float(counters.get("env_steps", math.nan)),
+                                    "teacher_train_s": float(counters.get("train_s", math.nan))}  # fmt: skip
         self.teacher_ready = True
 
     @torch.no_grad()
@@ -223,7 +233,7 @@ class DAgger(Method):
             labels = self.teacher_labels(obs["state"])
             relabel_s += time.perf_counter() - clock
             self.buffer.add(obs["pixels"], labels)
-            self._obs, _, _, info = env.step(self.act(obs, deterministic=False))
+            self._obs, _, _, info = env.step(self.act(obs, deterministic=cfg.loss == "mse"))
             finished.extend(info["episode_returns"].tolist())
         rollout_end = time.perf_counter()
         loss, steps = (math.nan, 0)
@@ -241,7 +251,8 @@ class DAgger(Method):
             "student_update": end - rollout_end,
         }
         metrics = {"student_loss": loss, "student_updates": float(steps), "buffer": float(len(self.buffer)),
-                   "lr": self.optimizer.param_groups[0]["lr"], "student_std": float(self.student.logstd.detach().exp().mean())}  # fmt: skip
+                   "lr": self.optimizer.param_groups[0]["lr"], "student_std": float(self.student.logstd.detach().exp().mean()),
+                   **self.loaded_teacher_cost}  # fmt: skip
         return IterationStats(env_steps=cfg.horizon * env.num_envs, phase_s=phases, metrics=metrics, finished_episode_returns=finished)
 
     # -- checkpoints ----------------------------------------------------------------------------

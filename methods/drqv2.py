@@ -19,6 +19,10 @@ the already bounded action (its env saw [-0.76, 0.76]); terminations get discoun
 limits bootstrap from the terminal observation (it used discount 1 everywhere); every transition
 enters the replay as it happens (not when its episode ends); n-step windows stop at episode ends
 instead of never starting in an episode's last n-1 steps; returns count every control step.
+Kept from DrQ-v2 itself (not D.Va's adapter): the frame stack holds frames seen at agent steps
+(envs/action_repeat.py), not 3 consecutive simulator frames. Sampling is uniform over stored
+transitions (env, then timestep) rather than episode first, then step (the same thing when
+episodes have equal length, as CartPole's mostly do).
 """
 
 from __future__ import annotations
@@ -195,7 +199,10 @@ class DrQV2(Method):
         self.agent_steps = 0  # summed over envs: the schedule's and warm-up's clock
         self.control_steps = 0
         self.updates = 0
-        self._updates_from = config.num_seed_frames  # control steps: no update before the replay holds this many
+        # Control steps before the first update: the seed frames, and at least enough for every env
+        # to hold one complete n-step window (a tiny `num_seed_frames` would leave nothing to sample).
+        self._min_fill = (config.nstep + 1) * spec.num_envs * config.action_repeat
+        self._updates_from = max(config.num_seed_frames, self._min_fill)
         self._obs: dict[str, torch.Tensor] | None = None
 
     @classmethod
@@ -255,7 +262,7 @@ class DrQV2(Method):
                 self.agent_steps += 1
                 if self.control_steps >= self._updates_from and self.agent_steps % cfg.update_every_steps == 0:
                     metrics = self.update(phases)
-            self.control_steps += env.num_envs * info["control_steps"]
+            self.control_steps += env.num_envs * info.get("control_steps", 1)
         env_phases = env.timings.pop()
         phases = {"sim_forward": env_phases.get("sim_forward", 0.0), "render": env_phases.get("render", 0.0), **phases}
         metrics |= {"stddev": self.stddev(), "updates": float(self.updates), "replay_timesteps": float(len(self.replay))}
@@ -279,7 +286,9 @@ class DrQV2(Method):
         next_obs = random_shift(batch.next_obs.to(self.device), cfg.augment_pad, self.generator)
         action, reward, discount = (x.to(self.device) for x in (batch.action, batch.reward, batch.discount))
         lap("replay_sample")
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        # No autocast weight cache: the actor runs under no_grad for the critic's target first, and
+        # a cached bf16 copy made there would carry no graph into the actor step (torch#65766).
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16", cache_enabled=False):
             metrics, features = self.update_critic(obs, action, reward, discount, next_obs)
             lap("critic_update")
             metrics |= self.update_actor(features.detach())
@@ -336,6 +345,7 @@ class DrQV2(Method):
             "actor_opt": self.actor_opt.state_dict(),
             "critic_opt": self.critic_opt.state_dict(),
             "counters": {"agent_steps": self.agent_steps, "control_steps": self.control_steps, "updates": self.updates},
+            "generator": self.generator.get_state(),  # replay sampling, augmentation, warm-up actions
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -348,5 +358,7 @@ class DrQV2(Method):
         self.critic_opt.load_state_dict(state["critic_opt"])
         counters = state["counters"]
         self.agent_steps, self.control_steps, self.updates = counters["agent_steps"], counters["control_steps"], counters["updates"]
-        self._updates_from = self.control_steps + self.config.num_seed_frames
+        self._updates_from = self.control_steps + max(self.config.num_seed_frames, self._min_fill)
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
         self._obs = None

@@ -79,7 +79,9 @@ class FrameReplay:
         todo = torch.arange(batch_size)
         for _ in range(100):
             e = torch.randint(self.num_envs, (len(todo),), generator=generator)
-            low = (self.count[e] - self.per_env).clamp(min=0) + self.frame_stack - 1
+            # Once the ring has wrapped, a stack may reach frame_stack-1 timesteps back: keep them stored.
+            wrapped = self.count[e] > self.per_env
+            low = torch.where(wrapped, self.count[e] - self.per_env + self.frame_stack - 1, torch.zeros_like(e))
             high = self.count[e] - 2  # at least one transition after the start
             span = (high - low + 1).clamp(min=1)
             k = low + (torch.rand(len(todo), generator=generator) * span).long()

@@ -81,6 +81,8 @@ def test_student_loss_falls_on_a_fixed_teacher(dagger_env):
 
 def test_early_stop_ends_an_epoch_at_the_first_small_loss(dagger_env):
     agent = DAgger(dagger_env.spec, dataclasses.replace(SMOKE, early_stop_loss=float("inf")), seed=4)
+    agent.buffer.pixels.zero_()
+    agent.buffer.labels.zero_()
     agent.buffer.written = 64
     _, steps = agent.train_student()
     assert steps == 1
@@ -114,3 +116,35 @@ def test_checkpoint_round_trip_keeps_teacher_and_student(dagger_env):
     assert restored.teacher_ready
     assert torch.equal(restored.act(obs), agent.act(obs))
     assert torch.equal(restored.teacher_labels(obs["state"]), agent.teacher_labels(obs["state"]))
+
+
+def test_learning_rate_decays_linearly_over_max_epochs_updates(dagger_env):
+    config = dataclasses.replace(SMOKE, max_epochs=10, updates_per_epoch=100)
+    agent = DAgger(dagger_env.spec, config, seed=7)
+    assert agent._set_learning_rate() == pytest.approx(config.lr)
+    agent.updates = 500
+    assert agent._set_learning_rate() == pytest.approx((config.lr + config.lr_final) / 2)
+    agent.updates = 5000
+    assert agent._set_learning_rate() == pytest.approx(config.lr_final)
+
+
+def test_mse_student_matches_means_and_acts_without_noise(dagger_env):
+    agent = DAgger(dagger_env.spec, dataclasses.replace(SMOKE, loss="mse"), seed=8)
+    obs = dagger_env.reset()
+    labels = torch.randn(dagger_env.num_envs, 1)
+    with torch.no_grad():
+        mu = agent.student(obs["pixels"], deterministic=True)
+    assert agent.student_loss(obs["pixels"], labels).item() == pytest.approx(float((mu - labels).square().mean()), rel=1e-5)
+    for _ in range(SMOKE.teacher_iterations):
+        agent.iterate(dagger_env)
+    actions = []
+    original = dagger_env.step
+    dagger_env.step = lambda action: (actions.append(action), original(action))[1]
+    try:
+        agent.iterate(dagger_env)
+    finally:
+        dagger_env.step = original
+    obs_again = agent.buffer.pixels[: dagger_env.num_envs]
+    assert torch.allclose(actions[0], agent.act({"pixels": obs_again}, deterministic=True))
+    with pytest.raises(ValueError, match="loss"):
+        DAgger(dagger_env.spec, dataclasses.replace(SMOKE, loss="huber"))

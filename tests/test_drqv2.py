@@ -127,10 +127,10 @@ def test_replay_samples_never_cross_episodes():
     assert torch.allclose(batch.reward, expected, atol=1e-5)
 
 
-def test_replay_memory_per_timestep_is_a_single_frame():
+def test_replay_stores_one_frame_per_timestep():
     replay = FrameReplay(num_envs=16, capacity=1600, frame_shape=(3, 84, 84), action_dim=1, frame_stack=3)
-    assert replay.bytes_per_timestep == 3 * 84 * 84 + 4 + 10
-    assert replay.bytes_per_timestep * 1_000_000 < 22e9, "a 1M replay at 84x84 must fit the 24 GB machine"
+    assert replay.frames.shape == (16, 100, 3, 84, 84) and replay.frames.dtype == torch.uint8
+    assert replay.bytes_per_timestep == 3 * 84 * 84 + 4 + 10  # a stacked store would be 9 * 84 * 84 + ...
 
 
 # -- action repeat ------------------------------------------------------------------------------
@@ -148,6 +148,56 @@ def test_action_repeat_sums_rewards_and_stacks_agent_step_frames():
     assert torch.equal(obs["pixels"][:, -3:], obs_mid["pixels"]) and torch.equal(obs["pixels"][:, :3], first)
 
 
+def test_action_repeat_ends_an_episode_on_an_inner_step():
+    plain = envs.make("cartpole", num_envs=2, seed=5, image_size=16, frame_stack=1)
+    repeated = envs.make("cartpole", num_envs=2, seed=5, image_size=16, frame_stack=3, action_repeat=2)
+    start = plain.reset()
+    repeated.reset()
+    q, qd = plain.sim_state
+    q, qd = q.clone(), qd.clone()
+    q[0, 0], qd[0, 0] = 2.49, 5.0  # env 0 crosses |x| = 2.5 on the first inner step
+    plain.set_sim_state(q, qd)
+    repeated.env.set_sim_state(q, qd)
+    repeated._frames = repeated.env._frames.repeat(1, 3, 1, 1)
+    action = torch.zeros(2, 1)
+    _, r1, d1, info1 = plain.step(action)
+    assert d1.tolist() == [True, False] and info1["terminated"][0]
+    _, r2, _, _ = plain.step(action)
+    obs, reward, done, info = repeated.step(action)
+    assert done.tolist() == [True, False]
+    assert info["terminated"].tolist() == [True, False] and not info["truncated"].any()
+    assert reward[0] == pytest.approx(float(r1[0])) and reward[1] == pytest.approx(float(r1[1] + r2[1]))
+    assert torch.equal(info["terminal_obs"]["state"][0], info1["terminal_obs"]["state"][0])
+    terminal_stack = info["terminal_obs"]["pixels"][0]
+    assert torch.equal(terminal_stack[-3:], info1["terminal_obs"]["pixels"][0, -3:])
+    new_stack = obs["pixels"][0]
+    assert torch.equal(new_stack[:3], new_stack[3:6]) and torch.equal(new_stack[3:6], new_stack[6:]), "new episode stack is not one repeated frame"
+    del start
+
+
+def test_iterate_stores_termination_and_time_limit_discounts(drq_env):
+    agent = DrQV2(drq_env.spec, SMOKE, seed=3)
+    episode_agent_steps = drq_env.spec.episode_length
+    for _ in range(episode_agent_steps // SMOKE.vector_steps_per_iteration + 2):  # every env ends at least one episode
+        agent.iterate(drq_env)
+    replay = agent.replay
+    kinds = set()
+    for e in range(replay.num_envs):
+        start = 0
+        for k in range(int(replay.count[e])):
+            if replay.first[e, k]:
+                start = k
+            if replay.last[e, k]:
+                assert replay.first[e, k + 1], "the timestep after an episode's last must start the next episode"
+                length = k - start
+                terminated = bool(replay.discounts[e, k] == 0.0)
+                kinds.add(terminated)
+                # discount 1 (bootstrap) only where the episode ran to its time limit
+                assert terminated or length >= episode_agent_steps - 1, (e, k, length)
+                assert length <= episode_agent_steps, (e, k, length)
+    assert kinds == {True, False}, "the smoke run should see both terminations and time limits"
+
+
 # -- the agent ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def drq_env():
@@ -158,15 +208,30 @@ def test_encoder_learns_only_through_the_critic(drq_env):
     agent = DrQV2(drq_env.spec, SMOKE, seed=0)
     while agent.updates == 0:
         agent.iterate(drq_env)
-    batch = agent.replay.sample(8, 3, 0.99)
-    features = agent.encoder(batch.obs)
-    agent.encoder_opt.zero_grad(set_to_none=True)
+    seen = {}
+    critic_step, actor_step = agent.update_critic, agent.update_actor
+
+    def spy_critic(*args):
+        out = critic_step(*args)
+        seen["after_critic"] = [p.grad.clone() for p in agent.encoder.parameters()]
+        return out
+
+    def spy_actor(features):
+        seen["actor_input_has_graph"] = features.requires_grad
+        out = actor_step(features)
+        seen["after_actor"] = [p.grad.clone() for p in agent.encoder.parameters()]
+        return out
+
+    agent.update_critic, agent.update_actor = spy_critic, spy_actor
+    agent.update()
+    assert not seen["actor_input_has_graph"], "the actor reads features with a graph to the encoder"
+    assert all(g.abs().sum() > 0 for g in seen["after_critic"]), "the critic step gave the encoder no gradient"
+    assert all(torch.equal(a, b) for a, b in zip(seen["after_critic"], seen["after_actor"])), "the actor step changed encoder gradients"
     agent.critic_opt.zero_grad(set_to_none=True)
-    agent.update_actor(features.detach())
-    assert all(p.grad is None for p in agent.encoder.parameters()), "the actor step touched the encoder"
-    assert all(p.grad is None for p in agent.critic.parameters()), "the actor step computed critic gradients"
-    agent.update_critic(batch.obs.float(), batch.action, batch.reward, batch.discount, batch.next_obs.float())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.encoder.parameters())
+    agent.update_actor = actor_step
+    batch = agent.replay.sample(8, 3, 0.99)
+    agent.update_actor(agent.encoder(batch.obs).detach())
+    assert all(p.grad is None for p in agent.critic.parameters()), "the actor step computed critic weight gradients"
 
 
 def test_soft_update_warmup_and_eval_action(drq_env):
@@ -175,6 +240,12 @@ def test_soft_update_warmup_and_eval_action(drq_env):
     assert agent.agent_steps < SMOKE.num_expl_steps
     a, b = agent._explore(obs, drq_env.num_envs), agent._explore(obs, drq_env.num_envs)
     assert not torch.equal(a, b) and a.abs().max() <= 1.0
+    agent.agent_steps = SMOKE.num_expl_steps  # past the warm-up the policy acts: noise around tanh(mu)
+    torch.manual_seed(0)
+    policy_action = agent._explore(obs, drq_env.num_envs)
+    torch.manual_seed(0)
+    assert torch.equal(policy_action, agent.act(obs, deterministic=False))
+    agent.agent_steps = 0
     mean = agent.act(obs, deterministic=True)
     with torch.no_grad():
         raw = agent.actor.policy(agent.actor.trunk(agent.encoder(obs["pixels"])))
@@ -196,11 +267,14 @@ def test_updates_are_one_per_two_agent_steps_after_seed_frames(drq_env):
     assert agent.updates == 4 * drq_env.num_envs // 2
 
 
-def test_bf16_precision_runs_and_bad_precision_is_refused(drq_env):
+def test_bf16_precision_trains_every_actor_layer_and_bad_precision_is_refused(drq_env):
     agent = DrQV2(drq_env.spec, DrQV2Config(**(SMOKE.__dict__ | {"precision": "bf16"})), seed=0)
-    for _ in range(4):
+    while agent.updates == 0:
         agent.iterate(drq_env)
-    assert agent.updates > 0
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    agent.update()
+    changed = [not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters())]
+    assert all(changed), "a bf16 actor step left some actor parameters unchanged (autocast weight cache?)"
     with pytest.raises(ValueError, match="precision"):
         DrQV2(drq_env.spec, DrQV2Config(**(SMOKE.__dict__ | {"precision": "fp8"})))
 
