@@ -177,6 +177,9 @@ def test_action_repeat_ends_an_episode_on_an_inner_step():
 
 def test_iterate_stores_termination_and_time_limit_discounts(drq_env):
     agent = DrQV2(drq_env.spec, SMOKE, seed=3)
+    # half the envs push the cart into the rail (terminations), half stay put (time limits)
+    push = torch.tensor([[0.0], [0.0], [1.0], [-1.0]])
+    agent._explore = lambda obs, num_envs: push
     episode_agent_steps = drq_env.spec.episode_length
     for _ in range(episode_agent_steps // SMOKE.vector_steps_per_iteration + 2):  # every env ends at least one episode
         agent.iterate(drq_env)
