@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -125,14 +126,14 @@ def test_report_over_a_folder_without_runs_exits_2(tmp_path):
 def test_ctrl_c_leaves_a_resumable_folder(tmp_path):
     args = ["--methods", "shac-state", "--budget", "8192-steps", "--preset", "smoke", "--eval-every", "512",
             "--eval-episodes", "2", "--out", str(tmp_path), "--quiet"]
-    proc = subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     folder = tmp_path / "cartpole" / "shac-state" / "smoke" / "seed0"
     deadline = time.time() + 240
     while time.time() < deadline:
         if (folder / "metrics.jsonl").exists() and len((folder / "metrics.jsonl").read_text().splitlines()) >= 3:
             break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the grid and its worker both get it
     proc.communicate(timeout=120)
     assert proc.returncode == 130
     run = json.loads((folder / "run.json").read_text())
