@@ -258,10 +258,17 @@ class Run:
             if counters["env_steps"] > counters.get("last_eval_steps", -1):  # the end is always evaluated
                 record_eval(last_metrics)
         except KeyboardInterrupt:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the write below
-            bar.close()
-            self._write_run_json(status="interrupted", stopped_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            in_main = threading.current_thread() is threading.main_thread()
+            # A second Ctrl-C must not tear the write below; the handler comes back afterwards, or a run
+            # executed in-process (tests, submitit's local mode) would leave SIGINT ignored, and every
+            # process started later inherits that.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+            try:
+                bar.close()
+                self._write_run_json(status="interrupted", stopped_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            finally:
+                if in_main:
+                    signal.signal(signal.SIGINT, previous)
             raise
         except Exception as err:  # a diverging or crashing run is recorded, never takes a grid down
             bar.close()

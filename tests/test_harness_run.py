@@ -126,7 +126,11 @@ def test_report_over_a_folder_without_runs_exits_2(tmp_path):
 def test_ctrl_c_leaves_a_resumable_folder(tmp_path):
     args = ["--methods", "shac-state", "--budget", "8192-steps", "--preset", "smoke", "--eval-every", "512",
             "--eval-episodes", "2", "--out", str(tmp_path), "--quiet"]
-    proc = subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT back to its default in the child: a process that ignores it (as the test runner may have
+    # come to, e.g. under some executors' libraries) passes SIG_IGN on, and Python then never raises
+    # KeyboardInterrupt; a terminal's Ctrl-C reaches a grid whose SIGINT is not ignored.
+    proc = subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     folder = tmp_path / "cartpole" / "shac-state" / "smoke" / "seed0"
     deadline = time.time() + 240
     while time.time() < deadline:
