@@ -42,7 +42,6 @@ class ActionRepeat:
             image_shape=image_shape,
             frame_stack=frame_stack,
         )
-        self.action_repeat = repeat
         self._frames: torch.Tensor | None = None
 
     # -- what the harness and methods use from the inner env ------------------------------------

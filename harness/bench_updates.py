@@ -76,7 +76,7 @@ def write_bench(cases: list[dict], out: Path, command: str) -> None:
     machine = system_info()
     write_json_atomic(out / "bench_updates.json", {"command": command, "machine": machine, "cases": cases})
     parts = list(dict.fromkeys(p for c in cases for p in c["ms_per_update"]))
-    device_kind = "device" if cases[0]["device"].startswith("cuda") else "CPU"
+    device_kind = "CPU" if torch.device(cases[0]["device"]).type == "cpu" else "device"
     lines = [f"# Update throughput ({cases[0]['method']}, {cases[0]['task']})", "", f"Made by: `{command}`", "",
              f"Machine: {machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores), torch {machine.get('versions', {}).get('torch', '?')}, "
              f"{torch.get_num_threads()} torch threads.", "",

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import IterationStats, Method, register
-from methods.networks import PixelEncoder, feature_trunk
+from methods.networks import PixelEncoder, feature_trunk, orthogonal_init_
 from methods.replay import FrameReplay
 
 
@@ -154,14 +154,6 @@ class DrQCritic(nn.Module):
         return self.q1(h), self.q2(h)
 
 
-def _orthogonal_linear_init_(module: nn.Module) -> None:
-    """DrQ-v2's `weight_init` for the MLPs: orthogonal (gain 1), zero bias."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Linear):
-            nn.init.orthogonal_(layer.weight.data)
-            nn.init.zeros_(layer.bias)
-
-
 @register("drqv2")
 class DrQV2(Method):
     config_cls = DrQV2Config
@@ -187,7 +179,7 @@ class DrQV2(Method):
         self.actor = DrQActor(repr_dim, spec.action_dim, config.feature_dim, config.hidden_dim)
         self.critic = DrQCritic(repr_dim, spec.action_dim, config.feature_dim, config.hidden_dim)
         for net in (self.actor.policy, self.critic.q1, self.critic.q2):
-            _orthogonal_linear_init_(net)
+            orthogonal_init_(net, gain=1.0)  # DrQ-v2's weight_init for the MLPs
         self.actor.to(self.device)
         self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)

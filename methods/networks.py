@@ -31,13 +31,13 @@ class PixelEncoder(nn.Module):
         with torch.no_grad():
             self.repr_dim = self.convs(torch.zeros(1, *image_shape)).numel()
         # (construction order kept: it fixes the random init, and so the reference returns)
-        self.trunk = nn.Sequential(nn.Linear(self.repr_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh()) if feature_dim else None
+        self.trunk = _trunk_layers(self.repr_dim, feature_dim) if feature_dim else None
         for module in self.convs:
             if isinstance(module, nn.Conv2d):
                 nn.init.orthogonal_(module.weight, gain=math.sqrt(2))
                 nn.init.zeros_(module.bias)
         if self.trunk is not None:
-            _orthogonal_trunk_(self.trunk)
+            orthogonal_init_(self.trunk, gain=1.0)
         self.to(memory_format=torch.channels_last)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -51,14 +51,12 @@ class PixelEncoder(nn.Module):
 
 
 def feature_trunk(in_dim: int, feature_dim: int) -> nn.Sequential:
-    """DrQ-v2's per-network trunk on the conv features: Linear -> LayerNorm -> Tanh."""
-    return _orthogonal_trunk_(nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh()))
+    """DrQ-v2's per-network trunk on the conv features: Linear -> LayerNorm -> Tanh, orthogonal init."""
+    return orthogonal_init_(_trunk_layers(in_dim, feature_dim), gain=1.0)
 
 
-def _orthogonal_trunk_(trunk: nn.Sequential) -> nn.Sequential:
-    nn.init.orthogonal_(trunk[0].weight, gain=1.0)
-    nn.init.zeros_(trunk[0].bias)
-    return trunk
+def _trunk_layers(in_dim: int, feature_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
 
 
 def elu_layernorm_mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
