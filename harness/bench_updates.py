@@ -1,4 +1,4 @@
-"""`harness bench-updates`: gradient-update throughput of a replay-based method (DrQ-v2), and where it goes.
+"""`harness bench-updates`: gradient-update throughput of a replay-based method (DrQ-v2, TD-MPC2), and where it goes.
 
 For each (image size, precision) case: build the method at its preset on the task, fill the
 replay with `num_seed_frames` control steps (the warm-up's uniform actions), run `--warmup`
@@ -25,6 +25,9 @@ from methods.presets import load_config
 def bench_case(method: str, task: str, preset: str, overrides: dict, updates: int, warmup: int, device: str, profile_updates: int) -> dict:
     name = resolve_method_name(method)
     cls = get_method_class(name)
+    if hasattr(cls.config_cls, "seed_steps") and "seed_steps" not in overrides:
+        # TD-MPC2 runs as many updates as seed steps when they end: keep that burst short here.
+        overrides = overrides | {"seed_steps": 64}
     config = load_config(name, task, preset, cls.config_cls, overrides)
     if not hasattr(cls, "update"):
         raise ValueError(f"{name} has no replay update to benchmark")

@@ -7,6 +7,7 @@ anything is built or written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     run.add_argument("--out", default="runs", help="root folder of the run folders")
     run.add_argument("--eval-every", type=_positive_int, default=None, metavar="STEPS", help="env steps between evaluations")
-    run.add_argument("--eval-episodes", type=_positive_int, default=16)
+    run.add_argument("--eval-episodes", type=_positive_int, default=None,
+                     help="deterministic episodes per evaluation (default 16, or the method's own: TD-MPC2 plans every action)")
     run.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                      help="change a config key of the preset (repeatable), e.g. --override actor_lr=1e-3; "
                           "the run folder gets a hash suffix")
@@ -85,12 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--task", default="cartpole")
     upd.add_argument("--preset", default="cpu")
     upd.add_argument("--image-sizes", default="32,84", help="comma list of image sizes (supersample 2 below 64 px, as the cpu preset)")
-    upd.add_argument("--precisions", default="fp32,bf16", help="comma list: fp32 and/or bf16")
+    upd.add_argument("--precisions", default=None, help="comma list: fp32 and/or bf16 (default both, or fp32 for a method without a precision option)")
     upd.add_argument("--updates", type=_positive_int, default=20, help="timed updates per case")
     upd.add_argument("--warmup", type=_positive_int, default=3)
     upd.add_argument("--profile-updates", type=int, default=5, help="updates under torch.profiler for the operator table (0: none)")
     upd.add_argument("--device", default="cpu")
     upd.add_argument("--out", default=None, help="output folder (default results/<method>-updates-<device type>)")
+
+    plan = sub.add_parser("bench-plan", help="planning throughput of a planning method (TD-MPC2's MPPI) and where its time goes")
+    plan.add_argument("--method", default="tdmpc2")
+    plan.add_argument("--task", default="cartpole")
+    plan.add_argument("--preset", default="cpu")
+    plan.add_argument("--num-envs", type=_positive_int, default=64, help="envs planned for in one batched call")
+    plan.add_argument("--model-sizes", default="1,5", help="comma list of model sizes (millions of parameters: 1, 5, 19, 48, 317)")
+    plan.add_argument("--precisions", default="fp32,bf16", help="comma list: fp32 and/or bf16")
+    plan.add_argument("--steps", type=_positive_int, default=5, help="timed batched planning calls per case")
+    plan.add_argument("--warmup", type=_positive_int, default=1)
+    plan.add_argument("--profile-steps", type=int, default=1, help="calls under torch.profiler for the operator table (0: none)")
+    plan.add_argument("--device", default="cpu")
+    plan.add_argument("--out", default=None, help="output folder (default results/<method>-planning-<device type>)")
 
     bench = sub.add_parser("bench-env", help="environment throughput: physics, physics + render, horizon fwd+bwd")
     bench.add_argument("--task", default="cartpole")
@@ -130,7 +145,7 @@ def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
     import envs
     from harness.executors import EXECUTORS, missing_executor_package
     from harness.loggers import missing_logger_packages
-    from harness.specs import expand_grid, parse_budget, parse_overrides, parse_seeds
+    from harness.specs import DEFAULT_EVAL_EPISODES, expand_grid, parse_budget, parse_overrides, parse_seeds
     from methods import get_method_class, resolve_method_name
     from methods.presets import available_presets, load_config
 
@@ -171,8 +186,11 @@ def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
     if missing_loggers:
         parser.error("missing logger package(s): " + ", ".join(missing_loggers))
     common = dict(preset=args.preset, budget=args.budget, device=args.device, eval_every_steps=args.eval_every or 0,
-                  eval_episodes=args.eval_episodes, overrides=overrides)
-    return expand_grid(methods, tasks, seeds, **common), loggers
+                  eval_episodes=args.eval_episodes or DEFAULT_EVAL_EPISODES, overrides=overrides)
+    specs = expand_grid(methods, tasks, seeds, **common)
+    if args.eval_episodes is None:
+        specs = [dataclasses.replace(s, eval_episodes=getattr(get_method_class(s.method), "default_eval_episodes", DEFAULT_EVAL_EPISODES)) for s in specs]
+    return specs, loggers
 
 
 def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -288,6 +306,40 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command:
     return 1 if any("error" in case for case in data["cases"]) else 0
 
 
+def _bench_plan(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
+    import torch
+
+    from harness.bench_plan import bench_plan_case, write_bench_plan
+    from methods import get_method_class, resolve_method_name
+    from methods.presets import load_config
+    from methods.tdmpc2 import MODEL_SIZES
+
+    try:
+        method = resolve_method_name(args.method)
+        if not hasattr(get_method_class(method), "plan"):
+            raise ValueError(f"{method} does not plan (bench-plan is for TD-MPC2-like methods)")
+        sizes = [int(x) for x in args.model_sizes.split(",") if x.strip()]
+        if not sizes:
+            raise ValueError(f"--model-sizes must list at least one size, got {args.model_sizes!r}")
+        if args.profile_steps < 0:
+            raise ValueError(f"--profile-steps must be >= 0, got {args.profile_steps}")
+        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+        if not precisions or set(precisions) - {"fp32", "bf16"}:
+            raise ValueError(f"--precisions must list fp32 and/or bf16, got {args.precisions!r}")
+        cases = [{"model_size": size, "num_envs": args.num_envs, "precision": p} for size in sizes for p in precisions]
+        for overrides in cases:
+            config = load_config(method, args.task, args.preset, get_method_class(method).config_cls, overrides)
+            if config.model_size not in MODEL_SIZES:
+                raise ValueError(f"unknown model size {config.model_size}; available: {', '.join(map(str, MODEL_SIZES))}")
+    except ValueError as err:
+        parser.error(str(err))
+    results = [bench_plan_case(method, args.task, args.preset, o, args.steps, args.warmup, args.device, args.profile_steps) for o in cases]
+    out = Path(args.out or f"results/{method}-planning-{torch.device(args.device).type}")
+    write_bench_plan(results, out, command)
+    print((out / "bench_plan.md").read_text())
+    return 0
+
+
 def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
     import torch
 
@@ -298,16 +350,21 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
     try:
         method = resolve_method_name(args.method)
         sizes = [int(x) for x in args.image_sizes.split(",") if x.strip()]
-        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+        config_cls = get_method_class(method).config_cls
+        has_precision = "precision" in {f.name for f in dataclasses.fields(config_cls)}
+        default_precisions = "fp32,bf16" if has_precision else "fp32"
+        precisions = [p.strip() for p in (args.precisions or default_precisions).split(",") if p.strip()]
         if not sizes or min(sizes) < 16:
             raise ValueError(f"--image-sizes must list sizes >= 16, got {args.image_sizes!r}")
         if args.profile_updates < 0:
             raise ValueError(f"--profile-updates must be >= 0, got {args.profile_updates}")
         if not precisions or set(precisions) - {"fp32", "bf16"}:
             raise ValueError(f"--precisions must list fp32 and/or bf16, got {args.precisions!r}")
+        if not has_precision and precisions != ["fp32"]:
+            raise ValueError(f"{method} has no precision option: it runs in fp32 only")
         if not hasattr(get_method_class(method), "update"):
             raise ValueError(f"{method} has no replay update to benchmark (bench-updates is for DrQ-v2-like methods)")
-        cases = [{"image_size": n, "supersample": 2 if n < 64 else 1, "precision": p} for n in sizes for p in precisions]
+        cases = [{"image_size": n, "supersample": 2 if n < 64 else 1} | ({"precision": p} if has_precision else {}) for n in sizes for p in precisions]
         for overrides in cases:
             load_config(method, args.task, args.preset, get_method_class(method).config_cls, overrides)
     except ValueError as err:
@@ -341,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         return _profile(parser, args, command)
     if args.command == "bench-updates":
         return _bench_updates(parser, args, command)
+    if args.command == "bench-plan":
+        return _bench_plan(parser, args, command)
     if args.command == "bench-env":
         from harness.bench_env import bench_env
 

@@ -82,6 +82,7 @@ def plan_action(folder: Path) -> str:
 def evaluate(method, env, episodes_seed: int) -> list[float]:
     """One full episode per eval env with the deterministic policy; returns each episode's return."""
     obs = env.reset(seed=episodes_seed)
+    method.on_eval_start()
     returns = torch.zeros(env.num_envs, device=env.device)
     finished = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
     for _ in range(env.spec.episode_length):

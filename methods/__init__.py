@@ -3,7 +3,7 @@
 Importing this package registers every method under its short name; `get_method_class("dva")`.
 """
 
-from methods import dagger, drqv2, dva  # noqa: F401  (registers dagger, drqv2, dva, dva-state, shac and shac-state)
+from methods import dagger, drqv2, dva, tdmpc2  # noqa: F401  (registers dagger, drqv2, dva, dva-state, shac, shac-state, tdmpc2)
 from methods.base import ALIASES, REGISTRY, IterationStats, Method, get_method_class, resolve_method_name
 
 __all__ = ["ALIASES", "REGISTRY", "IterationStats", "Method", "get_method_class", "resolve_method_name"]

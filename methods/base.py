@@ -8,6 +8,7 @@ image size and number of envs are part of a method's configuration.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -24,6 +25,19 @@ class IterationStats:
     finished_episode_returns: list[float] = field(default_factory=list)
 
 
+class PhaseClock:
+    """Adds the seconds since the previous lap to `phases[name]`: per-part timings of an update."""
+
+    def __init__(self, phases: dict[str, float]):
+        self.phases = phases
+        self.clock = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.clock
+        self.clock = now
+
+
 class Method(ABC):
     name: str
 
@@ -32,6 +46,9 @@ class Method(ABC):
 
     @abstractmethod
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = True) -> torch.Tensor: ...
+
+    def on_eval_start(self) -> None:
+        """Evaluation episodes begin on a fresh eval env (a planner drops its warm start here)."""
 
     @abstractmethod
     def state_dict(self) -> dict: ...

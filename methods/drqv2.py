@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import IterationStats, Method, register
+from methods.base import IterationStats, Method, PhaseClock, register
 from methods.networks import PixelEncoder, feature_trunk, orthogonal_init_
 from methods.replay import FrameReplay
 
@@ -240,13 +240,7 @@ class DrQV2(Method):
             phases["act"] = phases.get("act", 0.0) + time.perf_counter() - start
             obs, reward, done, info = env.step(action)
             start = time.perf_counter()
-            next_frame = obs["pixels"][:, -3:]
-            if bool(done.any()):
-                next_frame = torch.where(done.view(-1, 1, 1, 1), info["terminal_obs"]["pixels"][:, -3:], next_frame)
-            discount = (~info["terminated"]).float()
-            self.replay.add(next_frame, action, reward, discount, done)
-            if bool(done.any()):
-                self.replay.add_first(obs["pixels"][done, -3:], done.nonzero().flatten())
+            self.replay.add_step(obs, action, reward, done, info)
             phases["replay_add"] = phases.get("replay_add", 0.0) + time.perf_counter() - start
             finished.extend(info["episode_returns"].tolist())
             self._obs = obs
@@ -264,15 +258,7 @@ class DrQV2(Method):
     def update(self, phases: dict[str, float] | None = None) -> dict[str, float]:
         """One DrQ-v2 update from a replay batch; adds its seconds to `phases` by part."""
         cfg = self.config
-        phases = {} if phases is None else phases
-        clock = time.perf_counter()
-
-        def lap(name: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            phases[name] = phases.get(name, 0.0) + now - clock
-            clock = now
-
+        lap = PhaseClock({} if phases is None else phases).lap
         batch = self.replay.sample(cfg.batch_size, cfg.nstep, cfg.gamma, self.generator)
         obs = random_shift(batch.obs.to(self.device), cfg.augment_pad, self.generator)
         next_obs = random_shift(batch.next_obs.to(self.device), cfg.augment_pad, self.generator)

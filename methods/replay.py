@@ -28,6 +28,14 @@ class NStepBatch:
     next_obs: torch.Tensor  # uint8 [B, 3*frame_stack, H, W], m agent steps later
 
 
+@dataclass
+class SequenceBatch:
+    obs: torch.Tensor  # uint8 [B, L+1, 3*frame_stack, H, W]: o_0 .. o_L of one episode
+    action: torch.Tensor  # [B, L, action_dim]: a_t taken at o_t
+    reward: torch.Tensor  # [B, L]: r_t of the transition o_t -> o_{t+1}
+    terminated: torch.Tensor  # [B, L]: 1 where o_{t+1} is a terminal (not time-limit) observation
+
+
 class FrameReplay:
     def __init__(self, num_envs: int, capacity: int, frame_shape: tuple[int, int, int], action_dim: int, frame_stack: int):
         if capacity < num_envs * (frame_stack + 2):
@@ -61,6 +69,17 @@ class FrameReplay:
         """One transition in every env: the frame it led to (the terminal one where `last`)."""
         self._write(torch.arange(self.num_envs), frame, action, reward, discount, first=False, last=last)
 
+    def add_step(self, obs: dict[str, torch.Tensor], action: torch.Tensor, reward: torch.Tensor, done: torch.Tensor, info: dict) -> None:
+        """One vector step of an `ActionRepeat` env: the frame each env reached (its terminal frame
+        where an episode ended; discount 0 only on a termination), then the first frame of each
+        new episode."""
+        frame = obs["pixels"][:, -3:]
+        if bool(done.any()):
+            frame = torch.where(done.view(-1, 1, 1, 1), info["terminal_obs"]["pixels"][:, -3:], frame)
+        self.add(frame, action, reward, (~info["terminated"]).float(), done)
+        if bool(done.any()):
+            self.add_first(obs["pixels"][done, -3:], done.nonzero().flatten().cpu())
+
     def _write(self, env_ids, frame, action, reward, discount, first: bool, last) -> None:
         slots = self.count[env_ids] % self.per_env
         self.frames[env_ids, slots] = frame.detach().to("cpu", torch.uint8)
@@ -74,24 +93,9 @@ class FrameReplay:
     # -- sampling -------------------------------------------------------------------------------
     def sample(self, batch_size: int, nstep: int, gamma: float, generator: torch.Generator | None = None) -> NStepBatch:
         """Uniform over stored transitions (env uniform, then timestep), n-step truncated at episode ends."""
-        env = torch.empty(batch_size, dtype=torch.long)
-        start = torch.empty(batch_size, dtype=torch.long)
-        todo = torch.arange(batch_size)
-        for _ in range(100):
-            e = torch.randint(self.num_envs, (len(todo),), generator=generator)
-            # Once the ring has wrapped, a stack may reach frame_stack-1 timesteps back: keep them stored.
-            wrapped = self.count[e] > self.per_env
-            low = torch.where(wrapped, self.count[e] - self.per_env + self.frame_stack - 1, torch.zeros_like(e))
-            high = self.count[e] - 2  # at least one transition after the start
-            span = (high - low + 1).clamp(min=1)
-            k = low + (torch.rand(len(todo), generator=generator) * span).long()
-            ok = (high >= low) & ~self.last[e, k % self.per_env] & self._window_complete(e, k, nstep)
-            env[todo[ok]], start[todo[ok]] = e[ok], k[ok]
-            todo = todo[~ok]
-            if len(todo) == 0:
-                break
-        else:
-            raise RuntimeError(f"could not sample {batch_size} complete transitions from {len(self)} stored timesteps")
+        env, start = self._sample_starts(
+            batch_size, 1, lambda e, k: ~self.last[e, k % self.per_env] & self._window_complete(e, k, nstep), generator, "complete transitions"
+        )
         reward, discount, end = self._nstep(env, start, nstep, gamma)
         return NStepBatch(
             obs=self._stack(env, start),
@@ -100,6 +104,47 @@ class FrameReplay:
             discount=discount,
             next_obs=self._stack(env, end),
         )
+
+    def sample_sequences(self, batch_size: int, length: int, generator: torch.Generator | None = None) -> SequenceBatch:
+        """Uniform over windows of `length` transitions inside one episode (TD-MPC2's slices): the
+        window may end on an episode's final (terminal or time-limit) observation, never cross it."""
+
+        def inside_one_episode(e: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+            ok = torch.ones_like(k, dtype=torch.bool)
+            for j in range(length):  # no episode end before o_L
+                ok &= ~self.last[e, (k + j) % self.per_env]
+            return ok
+
+        env, start = self._sample_starts(batch_size, length, inside_one_episode, generator, f"windows of {length} transitions")
+        slots = (start.unsqueeze(1) + torch.arange(1, length + 1)) % self.per_env  # timesteps 1..L hold a_0..a_{L-1}
+        rows = env.unsqueeze(1)
+        return SequenceBatch(
+            obs=torch.stack([self._stack(env, start + t) for t in range(length + 1)], dim=1),
+            action=self.actions[rows, slots],
+            reward=self.rewards[rows, slots],
+            terminated=(self.discounts[rows, slots] == 0).float(),
+        )
+
+    def _sample_starts(self, batch_size: int, after: int, accept, generator, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(env, timestep) pairs, uniform over envs then over starts with `after` timesteps written
+        after them, redrawn until `accept(env, start)` holds for each."""
+        env = torch.empty(batch_size, dtype=torch.long)
+        start = torch.empty(batch_size, dtype=torch.long)
+        todo = torch.arange(batch_size)
+        for _ in range(100):
+            e = torch.randint(self.num_envs, (len(todo),), generator=generator)
+            # Once the ring has wrapped, a stack may reach frame_stack-1 timesteps back: keep them stored.
+            wrapped = self.count[e] > self.per_env
+            low = torch.where(wrapped, self.count[e] - self.per_env + self.frame_stack - 1, torch.zeros_like(e))
+            high = self.count[e] - 1 - after
+            span = (high - low + 1).clamp(min=1)
+            k = low + (torch.rand(len(todo), generator=generator) * span).long()
+            ok = (high >= low) & accept(e, k)
+            env[todo[ok]], start[todo[ok]] = e[ok], k[ok]
+            todo = todo[~ok]
+            if len(todo) == 0:
+                return env, start
+        raise RuntimeError(f"could not sample {batch_size} {what} from {len(self)} stored timesteps")
 
     def _window_complete(self, env: torch.Tensor, start: torch.Tensor, nstep: int) -> torch.Tensor:
         """All n steps after `start` are written, or the episode ends on a written one before."""

@@ -64,6 +64,11 @@ def test_step_before_reset_is_an_error():
         (["bench-updates", "--image-sizes", "8"], "image-sizes"),
         (["bench-updates", "--method", "dva"], "no replay update"),
         (["bench-updates", "--method", "nope"], "unknown method"),
+        (["bench-updates", "--method", "dagger"], "no replay update"),
+        (["bench-plan", "--method", "drqv2"], "does not plan"),
+        (["bench-plan", "--model-sizes", "3"], "unknown model size"),
+        (["bench-plan", "--precisions", "fp16"], "fp32 and/or bf16"),
+        (["bench-plan", "--num-envs", "0"], "positive integer"),
     ],
 )
 def test_cli_bad_input_exits_2(args, words):
