@@ -10,12 +10,12 @@ torch.profiler pass gives the top operators. Env stepping and updates are exclud
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
 
 import envs
+from harness.bench_updates import timed_calls, top_operators
 from harness.io import write_json_atomic, write_text_atomic
 from harness.system_info import system_info
 from methods import get_method_class, resolve_method_name
@@ -40,30 +40,8 @@ def bench_plan_case(method: str, task: str, preset: str, overrides: dict, steps:
     cuda = torch.device(device).type == "cuda"
     for _ in range(warmup):
         plan()
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        plan()
-    if cuda:
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    top_ops = []
-    if profile_steps:
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-            for _ in range(profile_steps):
-                plan()
-            if cuda:
-                torch.cuda.synchronize()
-
-        def self_time(event) -> float:
-            return event.self_device_time_total if cuda else event.self_cpu_time_total
-
-        total = sum(self_time(e) for e in prof.key_averages()) or 1.0
-        for event in sorted(prof.key_averages(), key=self_time, reverse=True)[:10]:
-            top_ops.append({"op": event.key, "ms_per_call": self_time(event) / 1e3 / profile_steps, "share": self_time(event) / total})
+    elapsed = timed_calls(plan, steps, cuda)
+    top_ops = top_operators(plan, profile_steps, cuda, "ms_per_call")
     return {
         "method": name, "task": task, "preset": preset, "overrides": overrides, "device": str(device),
         "num_envs": env.num_envs, "model_size": getattr(config, "model_size", None), "precision": getattr(config, "precision", "fp32"),

@@ -22,6 +22,40 @@ from methods import get_method_class, resolve_method_name
 from methods.presets import load_config
 
 
+def timed_calls(fn, calls: int, cuda: bool) -> float:
+    """Seconds for `calls` calls of `fn`, with the device synchronised before and after."""
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def top_operators(fn, calls: int, cuda: bool, per_call_key: str, count: int = 10) -> list[dict]:
+    """The `count` operators with the most self time (on the device that does the work) over
+    `calls` calls of `fn` under torch.profiler; [] when `calls` is 0."""
+    if not calls:
+        return []
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for _ in range(calls):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+
+    def self_time(event) -> float:  # microseconds
+        return event.self_device_time_total if cuda else event.self_cpu_time_total
+
+    events = prof.key_averages()
+    total = sum(self_time(e) for e in events) or 1.0
+    return [{"op": e.key, per_call_key: self_time(e) / 1e3 / calls, "share": self_time(e) / total}
+            for e in sorted(events, key=self_time, reverse=True)[:count]]  # fmt: skip
+
+
 def bench_case(method: str, task: str, preset: str, overrides: dict, updates: int, warmup: int, device: str, profile_updates: int) -> dict:
     name = resolve_method_name(method)
     cls = get_method_class(name)
@@ -39,31 +73,8 @@ def bench_case(method: str, task: str, preset: str, overrides: dict, updates: in
         agent.update()
     cuda = torch.device(device).type == "cuda"
     parts: dict[str, float] = {}  # on CUDA the parts are host-side times (kernels run asynchronously)
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(updates):
-        agent.update(parts)
-    if cuda:
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    top_ops = []
-    if profile_updates:
-        from torch.profiler import ProfilerActivity, profile
-
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-        with profile(activities=activities) as prof:
-            for _ in range(profile_updates):
-                agent.update()
-            if cuda:
-                torch.cuda.synchronize()
-
-        def self_time(event) -> float:  # microseconds on the device that does the work
-            return event.self_device_time_total if cuda else event.self_cpu_time_total
-
-        total = sum(self_time(e) for e in prof.key_averages()) or 1.0
-        for event in sorted(prof.key_averages(), key=self_time, reverse=True)[:10]:
-            top_ops.append({"op": event.key, "ms_per_update": self_time(event) / 1e3 / profile_updates, "share": self_time(event) / total})
+    elapsed = timed_calls(lambda: agent.update(parts), updates, cuda)
+    top_ops = top_operators(agent.update, profile_updates, cuda, "ms_per_update")
     return {
         "method": name, "task": task, "preset": preset, "overrides": overrides,
         "image_shape": list(env.spec.image_shape), "batch_size": config.batch_size,

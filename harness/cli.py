@@ -306,6 +306,13 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command:
     return 1 if any("error" in case for case in data["cases"]) else 0
 
 
+def _parse_precisions(text: str) -> list[str]:
+    precisions = [p.strip() for p in text.split(",") if p.strip()]
+    if not precisions or set(precisions) - {"fp32", "bf16"}:
+        raise ValueError(f"--precisions must list fp32 and/or bf16, got {text!r}")
+    return precisions
+
+
 def _bench_plan(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
     import torch
 
@@ -323,9 +330,7 @@ def _bench_plan(parser: argparse.ArgumentParser, args: argparse.Namespace, comma
             raise ValueError(f"--model-sizes must list at least one size, got {args.model_sizes!r}")
         if args.profile_steps < 0:
             raise ValueError(f"--profile-steps must be >= 0, got {args.profile_steps}")
-        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-        if not precisions or set(precisions) - {"fp32", "bf16"}:
-            raise ValueError(f"--precisions must list fp32 and/or bf16, got {args.precisions!r}")
+        precisions = _parse_precisions(args.precisions)
         cases = [{"model_size": size, "num_envs": args.num_envs, "precision": p} for size in sizes for p in precisions]
         for overrides in cases:
             config = load_config(method, args.task, args.preset, get_method_class(method).config_cls, overrides)
@@ -353,13 +358,11 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
         config_cls = get_method_class(method).config_cls
         has_precision = "precision" in {f.name for f in dataclasses.fields(config_cls)}
         default_precisions = "fp32,bf16" if has_precision else "fp32"
-        precisions = [p.strip() for p in (args.precisions or default_precisions).split(",") if p.strip()]
+        precisions = _parse_precisions(args.precisions or default_precisions)
         if not sizes or min(sizes) < 16:
             raise ValueError(f"--image-sizes must list sizes >= 16, got {args.image_sizes!r}")
         if args.profile_updates < 0:
             raise ValueError(f"--profile-updates must be >= 0, got {args.profile_updates}")
-        if not precisions or set(precisions) - {"fp32", "bf16"}:
-            raise ValueError(f"--precisions must list fp32 and/or bf16, got {args.precisions!r}")
         if not has_precision and precisions != ["fp32"]:
             raise ValueError(f"{method} has no precision option: it runs in fp32 only")
         if not hasattr(get_method_class(method), "update"):

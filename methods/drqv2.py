@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import IterationStats, Method, PhaseClock, register
+from methods.base import PhaseClock, register
 from methods.networks import PixelEncoder, feature_trunk, orthogonal_init_
 from methods.replay import FrameReplay
+from methods.replay_agent import ReplayAgent
 
 
 @dataclass
@@ -155,7 +155,7 @@ class DrQCritic(nn.Module):
 
 
 @register("drqv2")
-class DrQV2(Method):
+class DrQV2(ReplayAgent):
     config_cls = DrQV2Config
     # Control steps between evaluations unless --eval-every says otherwise. DrQ-v2 evaluates every
     # 10k frames; a 30-minute CPU run takes ~45k, so evaluate 2.5x as often to draw a curve.
@@ -197,17 +197,6 @@ class DrQV2(Method):
         self._updates_from = max(config.num_seed_frames, self._min_fill)
         self._obs: dict[str, torch.Tensor] | None = None
 
-    @classmethod
-    def env_kwargs(cls, config: DrQV2Config) -> dict:
-        return {
-            "num_envs": config.num_envs,
-            "image_size": config.image_size,
-            "supersample": config.supersample,
-            "frame_stack": config.frame_stack,
-            "action_repeat": config.action_repeat,
-            "render": "raytrace",
-        }
-
     # -- acting ---------------------------------------------------------------------------------
     def stddev(self) -> float:
         return schedule(self.config.stddev_schedule, self.agent_steps)
@@ -224,36 +213,19 @@ class DrQV2(Method):
             return torch.rand(num_envs, self.action_dim, generator=self.generator).mul_(2).sub_(1).to(self.device)
         return self.act(obs, deterministic=False)
 
-    # -- one iteration: a few vector steps and their updates -----------------------------------
-    def iterate(self, env) -> IterationStats:
+    # -- training after each vector step -------------------------------------------------------
+    def _train_after_step(self, num_envs: int, control_steps: int, phases: dict[str, float]) -> dict[str, float] | None:
         cfg = self.config
-        phases: dict[str, float] = {}
-        metrics: dict[str, float] = {}
-        finished: list[float] = []
-        env.timings.pop()
-        if self._obs is None:
-            self._obs = env.reset()
-            self.replay.add_first(self._obs["pixels"][:, -3:])
-        for _ in range(cfg.vector_steps_per_iteration):
-            start = time.perf_counter()
-            action = self._explore(self._obs, env.num_envs)
-            phases["act"] = phases.get("act", 0.0) + time.perf_counter() - start
-            obs, reward, done, info = env.step(action)
-            start = time.perf_counter()
-            self.replay.add_step(obs, action, reward, done, info)
-            phases["replay_add"] = phases.get("replay_add", 0.0) + time.perf_counter() - start
-            finished.extend(info["episode_returns"].tolist())
-            self._obs = obs
-            for _ in range(env.num_envs):  # D.Va's vectorisation: one update check per env's agent step
-                self.agent_steps += 1
-                if self.control_steps >= self._updates_from and self.agent_steps % cfg.update_every_steps == 0:
-                    metrics = self.update(phases)
-            self.control_steps += env.num_envs * info.get("control_steps", 1)
-        env_phases = env.timings.pop()
-        phases = {"sim_forward": env_phases.get("sim_forward", 0.0), "render": env_phases.get("render", 0.0), **phases}
-        metrics |= {"stddev": self.stddev(), "updates": float(self.updates), "replay_timesteps": float(len(self.replay))}
-        control_steps = cfg.vector_steps_per_iteration * env.num_envs * cfg.action_repeat
-        return IterationStats(env_steps=control_steps, phase_s=phases, metrics=metrics, finished_episode_returns=finished)
+        metrics = None
+        for _ in range(num_envs):  # D.Va's vectorisation: one update check per env's agent step
+            self.agent_steps += 1
+            if self.control_steps >= self._updates_from and self.agent_steps % cfg.update_every_steps == 0:
+                metrics = self.update(phases)
+        self.control_steps += num_envs * control_steps
+        return metrics
+
+    def _iteration_metrics(self) -> dict[str, float]:
+        return {"stddev": self.stddev(), "updates": float(self.updates), "replay_timesteps": float(len(self.replay))}
 
     def update(self, phases: dict[str, float] | None = None) -> dict[str, float]:
         """One DrQ-v2 update from a replay batch; adds its seconds to `phases` by part."""

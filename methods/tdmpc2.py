@@ -37,17 +37,17 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import IterationStats, Method, PhaseClock, register
+from methods.base import PhaseClock, register
 from methods.discrete_regression import TwoHot
 from methods.drqv2 import random_shift
 from methods.replay import FrameReplay
+from methods.replay_agent import ReplayAgent
 
 # baselines.md 3.4: enc_dim, mlp_dim, latent_dim, num_enc_layers, num_q (in millions of parameters).
 MODEL_SIZES: dict[int, dict[str, int]] = {
@@ -308,19 +308,22 @@ class WorldModel(nn.Module):
 
 
 class RunningScale:
-    """max(1, P95 - P5) of Q at t = 0, lerped with tau from 1: the policy loss divides Q by it."""
+    """max(1, P95 - P5) of Q at t = 0, lerped with tau from 1: the policy loss divides Q by it.
+    Kept as a tensor on the model's device, so an update never waits for the device."""
 
-    def __init__(self, tau: float):
+    def __init__(self, tau: float, device: torch.device):
         self.tau = tau
-        self.value = 1.0
+        self.value = torch.ones((), device=device)
+        self._levels = torch.tensor([0.05, 0.95], device=device)
 
     def update(self, q: torch.Tensor) -> None:
-        low, high = torch.quantile(q.detach().float().flatten(), torch.tensor([0.05, 0.95], device=q.device)).tolist()
-        self.value += self.tau * (max(high - low, 1.0) - self.value)
+        low, high = torch.quantile(q.detach().float().flatten(), self._levels)
+        self.value.lerp_((high - low).clamp(min=1.0), self.tau)
 
 
 @register("tdmpc2")
-class TDMPC2(Method):
+class TDMPC2(ReplayAgent):
+    act_phase = "plan"
     config_cls = TDMPC2Config
     # A 30-minute CPU run takes ~10k control steps: evaluate often enough to draw a curve
     # (planning 16 eval envs costs as much as a few hundred training steps).
@@ -355,8 +358,9 @@ class TDMPC2(Method):
             if group.pop("encoder", False):
                 group["lr"] = cfg.lr * cfg.enc_lr_scale
         self.optim = torch.optim.Adam(groups, lr=cfg.lr)
+        self._model_params = [p for group in groups for p in group["params"]]  # clipped together
         self.pi_optim = torch.optim.Adam(self.model.pi.parameters(), lr=cfg.lr, eps=1e-5)
-        self.scale = RunningScale(cfg.tau)
+        self.scale = RunningScale(cfg.tau, self.device)
         self.gamma = cfg.discount or discount_heuristic(spec.episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max)
         self.seed_steps = cfg.seed_steps or max(1000, 5 * spec.episode_length)
         frame_shape = (3, *spec.image_shape[1:])
@@ -370,17 +374,6 @@ class TDMPC2(Method):
         self._obs: dict[str, torch.Tensor] | None = None
         self._episode_start: torch.Tensor | None = None
         self._plan_mean: dict[str, torch.Tensor | None] = {"train": None, "eval": None}
-
-    @classmethod
-    def env_kwargs(cls, config: TDMPC2Config) -> dict:
-        return {
-            "num_envs": config.num_envs,
-            "image_size": config.image_size,
-            "supersample": config.supersample,
-            "frame_stack": config.frame_stack,
-            "action_repeat": config.action_repeat,
-            "render": "raytrace",
-        }
 
     def autocast(self):
         """bf16 autocast when `precision=bf16` (no weight cache: weights change between updates)."""
@@ -469,46 +462,30 @@ class TDMPC2(Method):
         start = torch.zeros(pixels.shape[0], dtype=torch.bool)
         return self.plan(pixels, start, eval_mode=deterministic, generator=self.eval_generator, key="eval")
 
-    # -- one iteration: a few vector steps and their updates -----------------------------------
-    def iterate(self, env) -> IterationStats:
-        cfg = self.config
-        phases: dict[str, float] = {}
-        metrics: dict[str, float] = {}
-        finished: list[float] = []
-        env.timings.pop()
-        if self._obs is None:
-            self._obs = env.reset()
-            self._episode_start = torch.ones(env.num_envs, dtype=torch.bool)
-            self.replay.add_first(self._obs["pixels"][:, -3:])
-        for _ in range(cfg.vector_steps_per_iteration):
-            start = time.perf_counter()
-            if self.agent_steps < self.seed_steps:
-                action = torch.rand(env.num_envs, self.action_dim, generator=self.generator).mul_(2).sub_(1).to(self.device)
+    # -- acting and training after each vector step ---------------------------------------------
+    def _explore(self, obs: dict[str, torch.Tensor], num_envs: int) -> torch.Tensor:
+        """Uniform actions for the seed steps, then MPPI with training noise."""
+        if self.agent_steps < self.seed_steps:
+            return torch.rand(num_envs, self.action_dim, generator=self.generator).mul_(2).sub_(1).to(self.device)
+        return self.plan(obs["pixels"], self._episode_start, eval_mode=False, generator=self.plan_generator, key="train")
+
+    def _train_after_step(self, num_envs: int, control_steps: int, phases: dict[str, float]) -> dict[str, float] | None:
+        self.agent_steps += num_envs
+        self.control_steps += num_envs * control_steps
+        metrics = None
+        if self.agent_steps >= self._collect_until:
+            if not self._pretrained:  # the reference's pretraining: as many updates as seed steps
+                self._update_credit += self.agent_steps
+                self._pretrained = True
             else:
-                action = self.plan(self._obs["pixels"], self._episode_start, eval_mode=False, generator=self.plan_generator, key="train")
-            phases["plan"] = phases.get("plan", 0.0) + time.perf_counter() - start
-            obs, reward, done, info = env.step(action)
-            start = time.perf_counter()
-            self.replay.add_step(obs, action, reward, done, info)
-            phases["replay_add"] = phases.get("replay_add", 0.0) + time.perf_counter() - start
-            finished.extend(info["episode_returns"].tolist())
-            self._obs, self._episode_start = obs, done.cpu()
-            self.agent_steps += env.num_envs
-            self.control_steps += env.num_envs * info.get("control_steps", 1)
-            if self.agent_steps >= self._collect_until:
-                if not self._pretrained:  # the reference's pretraining: as many updates as seed steps
-                    self._update_credit += self.agent_steps
-                    self._pretrained = True
-                else:
-                    self._update_credit += env.num_envs * cfg.updates_per_agent_step
-                while self._update_credit >= 1.0:
-                    metrics = self.update(phases)
-                    self._update_credit -= 1.0
-        env_phases = env.timings.pop()
-        phases = {"sim_forward": env_phases.get("sim_forward", 0.0), "render": env_phases.get("render", 0.0), **phases}
-        metrics |= {"updates": float(self.updates), "replay_timesteps": float(len(self.replay)), "value_scale": self.scale.value}
-        control_steps = cfg.vector_steps_per_iteration * env.num_envs * cfg.action_repeat
-        return IterationStats(env_steps=control_steps, phase_s=phases, metrics=metrics, finished_episode_returns=finished)
+                self._update_credit += num_envs * self.config.updates_per_agent_step
+            while self._update_credit >= 1.0:
+                metrics = self.update(phases)
+                self._update_credit -= 1.0
+        return metrics
+
+    def _iteration_metrics(self) -> dict[str, float]:
+        return {"updates": float(self.updates), "replay_timesteps": float(len(self.replay)), "value_scale": float(self.scale.value)}
 
     # -- the update -----------------------------------------------------------------------------
     def td_targets(self, next_z: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
@@ -571,8 +548,7 @@ class TDMPC2(Method):
             total = total + cfg.termination_coef * termination_loss
         self.optim.zero_grad(set_to_none=True)
         total.backward()
-        params = [p for group in self.optim.param_groups for p in group["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, cfg.grad_clip_norm)
         self.optim.step()
         return {
             "consistency_loss": float(consistency.detach()), "reward_loss": float(reward_loss.detach()),
@@ -607,7 +583,7 @@ class TDMPC2(Method):
             "model": self.model.state_dict(),
             "optim": self.optim.state_dict(),
             "pi_optim": self.pi_optim.state_dict(),
-            "scale": self.scale.value,
+            "scale": self.scale.value.clone(),
             "counters": {"agent_steps": self.agent_steps, "control_steps": self.control_steps, "updates": self.updates, "pretrained": self._pretrained},
             "generator": self.generator.get_state(),
             "plan_generator": self.plan_generator.get_state(),
@@ -617,7 +593,7 @@ class TDMPC2(Method):
         self.model.load_state_dict(state["model"])
         self.optim.load_state_dict(state["optim"])
         self.pi_optim.load_state_dict(state["pi_optim"])
-        self.scale.value = state["scale"]
+        self.scale.value = torch.as_tensor(state["scale"], dtype=torch.float32, device=self.device).clone()
         counters = state["counters"]
         self.agent_steps, self.control_steps, self.updates = counters["agent_steps"], counters["control_steps"], counters["updates"]
         self._pretrained = counters["pretrained"]
