@@ -1,4 +1,4 @@
-"""`harness bench-updates`: gradient-update throughput of a replay-based method (DrQ-v2, TD-MPC2), and where it goes.
+"""`harness bench-updates`: gradient-update throughput of a replay-based method (DrQ-v2, TD-MPC2, DreamerV3), and where it goes.
 
 For each (image size, precision) case: build the method at its preset on the task, fill the
 replay with `num_seed_frames` control steps (the warm-up's uniform actions), run `--warmup`
@@ -59,9 +59,9 @@ def top_operators(fn, calls: int, cuda: bool, per_call_key: str, count: int = 10
 def bench_case(method: str, task: str, preset: str, overrides: dict, updates: int, warmup: int, device: str, profile_updates: int) -> dict:
     name = resolve_method_name(method)
     cls = get_method_class(name)
-    if hasattr(cls.config_cls, "seed_steps") and "seed_steps" not in overrides:
-        # TD-MPC2 runs as many updates as seed steps when they end: keep that burst short here.
-        overrides = overrides | {"seed_steps": 64}
+    # A method's warm-up can be long (TD-MPC2's seed steps, DreamerV3's prefill and pretraining):
+    # its `bench_overrides` keep it short here; explicit overrides win.
+    overrides = getattr(cls, "bench_overrides", {}) | overrides
     config = load_config(name, task, preset, cls.config_cls, overrides)
     if not hasattr(cls, "update"):
         raise ValueError(f"{name} has no replay update to benchmark")
@@ -77,7 +77,7 @@ def bench_case(method: str, task: str, preset: str, overrides: dict, updates: in
     top_ops = top_operators(agent.update, profile_updates, cuda, "ms_per_update")
     return {
         "method": name, "task": task, "preset": preset, "overrides": overrides,
-        "image_shape": list(env.spec.image_shape), "batch_size": config.batch_size,
+        "image_shape": list(env.spec.image_shape), "batch_size": config.batch_size, "batch_length": getattr(config, "batch_length", None), "model_size": getattr(config, "model_size", None),
         "precision": getattr(config, "precision", "fp32"), "device": str(device), "updates": updates,
         "updates_per_s": updates / elapsed,
         "ms_per_update": {k: 1e3 * v / updates for k, v in parts.items()},
@@ -94,15 +94,16 @@ def write_bench(cases: list[dict], out: Path, command: str) -> None:
     lines = [f"# Update throughput ({cases[0]['method']}, {cases[0]['task']})", "", f"Made by: `{command}`", "",
              f"Machine: {machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores), torch {machine.get('versions', {}).get('torch', '?')}, "
              f"{torch.get_num_threads()} torch threads.", "",
-             "| image | batch | precision | updates / s | " + " | ".join(f"{p} ms" for p in parts) + " |",
-             "|---" * (4 + len(parts)) + "|"]  # fmt: skip
+             "| image | model | batch | precision | updates / s | " + " | ".join(f"{p} ms" for p in parts) + " |",
+             "|---" * (5 + len(parts)) + "|"]  # fmt: skip
     for c in cases:
         image = "x".join(str(d) for d in c["image_shape"])
-        lines.append(f"| {image} | {c['batch_size']} | {c['precision']} | {c['updates_per_s']:.2f} | "
+        lines.append(f"| {image} | {c.get('model_size') or '—'} | {c['batch_size']}{'x' + str(c['batch_length']) if c.get('batch_length') else ''} | {c['precision']} | {c['updates_per_s']:.2f} | "
                      + " | ".join(f"{c['ms_per_update'].get(p, 0.0):.1f}" for p in parts) + " |")  # fmt: skip
     for c in cases:
         if c["top_ops"]:
             image = "x".join(str(d) for d in c["image_shape"])
-            lines += ["", f"Top operators, {image} {c['precision']} (self {device_kind} time per update):", "", "| op | ms | share |", "|---|---|---|"]
+            model = f" model {c['model_size']}" if c.get("model_size") is not None else ""
+            lines += ["", f"Top operators, {image}{model} {c['precision']} (self {device_kind} time per update):", "", "| op | ms | share |", "|---|---|---|"]
             lines += [f"| `{o['op']}` | {o['ms_per_update']:.1f} | {100 * o['share']:.0f}% |" for o in c["top_ops"]]
     write_text_atomic(out / "bench_updates.md", "\n".join(lines) + "\n")

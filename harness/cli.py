@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--task", default="cartpole")
     upd.add_argument("--preset", default="cpu")
     upd.add_argument("--image-sizes", default="32,84", help="comma list of image sizes (supersample 2 below 64 px, as the cpu preset)")
+    upd.add_argument("--model-sizes", default=None, help="comma list of the method's model sizes (TD-MPC2: 1,5; DreamerV3: XS,S); default the preset's")
     upd.add_argument("--precisions", default=None, help="comma list: fp32 and/or bf16 (default both, or fp32 for a method without a precision option)")
     upd.add_argument("--updates", type=_positive_int, default=20, help="timed updates per case")
     upd.add_argument("--warmup", type=_positive_int, default=3)
@@ -345,6 +346,20 @@ def _bench_plan(parser: argparse.ArgumentParser, args: argparse.Namespace, comma
     return 0
 
 
+def _parse_model_sizes(method_cls, text: str | None) -> list:
+    """[None] (the preset's size) or the listed sizes, checked against the method's size table."""
+    if text is None:
+        return [None]
+    table = getattr(sys.modules[method_cls.__module__], "MODEL_SIZES", None)
+    if table is None:
+        raise ValueError(f"{method_cls.name} has no model sizes to choose from")
+    sizes = [int(x) if x.strip().isdigit() else x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in sizes if x not in table]
+    if not sizes or unknown:
+        raise ValueError(f"--model-sizes {text!r}: unknown size(s) {unknown or text!r}; {method_cls.name} has {', '.join(map(str, table))}")
+    return sizes
+
+
 def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
     import torch
 
@@ -367,7 +382,9 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
             raise ValueError(f"{method} has no precision option: it runs in fp32 only")
         if not hasattr(get_method_class(method), "update"):
             raise ValueError(f"{method} has no replay update to benchmark (bench-updates is for DrQ-v2-like methods)")
-        cases = [{"image_size": n, "supersample": 2 if n < 64 else 1} | ({"precision": p} if has_precision else {}) for n in sizes for p in precisions]
+        model_sizes = _parse_model_sizes(get_method_class(method), args.model_sizes)
+        cases = [{"image_size": n, "supersample": 2 if n < 64 else 1} | ({"model_size": m} if m is not None else {}) | ({"precision": p} if has_precision else {})
+                 for n in sizes for m in model_sizes for p in precisions]  # fmt: skip
         for overrides in cases:
             load_config(method, args.task, args.preset, get_method_class(method).config_cls, overrides)
     except ValueError as err:

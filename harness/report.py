@@ -9,7 +9,11 @@ What it writes into `--out`:
 - `iqm.png`: IQM of normalised scores with CIs; `poi.png`: probability that D.Va beats each method;
 - `phases.png`: seconds per iteration by phase; `grad_norms.png`: the actor gradient norm before
   clipping over training, per seed (log scale; exploding gradients show here);
-- `runs/`: a copy of each run's `run.json` and `metrics.jsonl`, so the report can be recomputed.
+- `reconstruction_<task>_<method>_<config>.png`: for world-model methods (DreamerV3), the model's
+  open-loop prediction of replayed frames next to the truth and their difference, from the
+  lowest seed of the group that wrote `reconstruction.npz` (its last evaluation);
+- `runs/`: a copy of each run's `run.json`, `metrics.jsonl` (and `reconstruction.npz`), so the
+  report can be recomputed.
 Scores are normalised with the versioned table `results/normalization.json` (random 0, reference 1).
 """
 
@@ -330,6 +334,47 @@ def _plot_poi(poi: dict[str, tuple[float, tuple[float, float]]], out: Path) -> s
     return "poi.png"
 
 
+RECONSTRUCTION = "reconstruction.npz"
+
+
+def _plot_reconstructions(rows: list[dict], out: Path) -> list[str]:
+    """One figure per group with a world-model video: per sequence, rows truth / model / error
+    ((model - truth + 1) / 2, grey = exact), columns time; a line marks where open loop begins."""
+    import matplotlib.pyplot as plt
+
+    names = []
+    for r in rows:
+        members = sorted((m for m in r["_members"] if (m.folder / RECONSTRUCTION).exists()), key=lambda m: m.spec["seed"])
+        if not members:
+            continue
+        run = members[0]
+        with np.load(run.folder / RECONSTRUCTION) as video:
+            truth, model, context = video["truth"], video["model"], int(video["context"])
+        error = ((model.astype(np.float32) - truth.astype(np.float32)) / 255.0 + 1.0) / 2.0
+        n, t = truth.shape[:2]
+        fig, axes = plt.subplots(3 * n, t, figsize=(0.8 * t, 0.8 * 3 * n), squeeze=False)
+        for i in range(n):
+            for row, (label, frames) in enumerate((("truth", truth[i] / 255.0), ("model", model[i] / 255.0), ("error", error[i]))):
+                for k in range(t):
+                    ax = axes[3 * i + row, k]
+                    ax.imshow(np.clip(frames[k].transpose(1, 2, 0), 0, 1), interpolation="nearest")
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    if k == context:
+                        ax.spines["left"].set_color("red")
+                        ax.spines["left"].set_linewidth(2)
+                    if k == 0:
+                        ax.set_ylabel(label, fontsize=7)
+        fig.suptitle(f"{r['task']} {r['method']} ({r['config']}) seed {run.spec['seed']}, at {run.records[-1]['env_steps']:,} env steps: "
+                     f"{context} observed frames, then open-loop prediction (red edge)", fontsize=8)  # fmt: skip
+        fig.tight_layout()
+        name = f"reconstruction_{r['task']}_{r['method']}_{r['config']}.png"
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
 # -- the report --------------------------------------------------------------------------------------
 def _copy_run_files(runs: list[RunRecord], dest: Path) -> None:
     """Keep each run's small files beside the report so anyone can recompute it (never checkpoints)."""
@@ -338,7 +383,7 @@ def _copy_run_files(runs: list[RunRecord], dest: Path) -> None:
         if target.resolve() == run.folder.resolve():
             continue
         target.mkdir(parents=True, exist_ok=True)
-        for name in ("run.json", "metrics.jsonl"):
+        for name in ("run.json", "metrics.jsonl", RECONSTRUCTION):
             if (run.folder / name).exists():
                 shutil.copyfile(run.folder / name, target / name)
 
@@ -362,7 +407,7 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _copy_run_files(runs, out / "runs")
-    figures = _plot_curves(rows, out) + [f for f in [_plot_phases(rows, out)] if f]
+    figures = _plot_curves(rows, out) + [f for f in [_plot_phases(rows, out)] if f] + _plot_reconstructions(rows, out)
     grad_figure = _plot_grad_norms(rows, out)
     if grad_figure:
         figures.append(grad_figure)

@@ -222,6 +222,7 @@ class Run:
                 **memory.as_dict(),
             }
             _append_record(metrics_path, record)
+            method.save_artifacts(self.folder)
             for logger in self.loggers:
                 logger.log(record, step=counters["env_steps"])
             counters["last_eval_steps"] = counters["env_steps"]

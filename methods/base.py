@@ -50,6 +50,9 @@ class Method(ABC):
     def on_eval_start(self) -> None:
         """Evaluation episodes begin on a fresh eval env (a planner drops its warm start here)."""
 
+    def save_artifacts(self, folder) -> None:
+        """After each evaluation: files a method wants beside its run (DreamerV3's reconstructions)."""
+
     @abstractmethod
     def state_dict(self) -> dict: ...
 

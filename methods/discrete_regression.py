@@ -35,8 +35,15 @@ class TwoHot:
     def bins(self, like: torch.Tensor) -> torch.Tensor:
         key = (like.device, like.dtype)
         if key not in self._bins:
-            self._bins[key] = torch.linspace(self.vmin, self.vmax, self.num_bins, device=like.device, dtype=like.dtype)
+            bins = torch.linspace(self.vmin, self.vmax, self.num_bins, device=like.device, dtype=like.dtype)
+            if self._symmetric:  # float linspace is not exactly antisymmetric; make it so
+                bins = (bins - bins.flip(0)) / 2
+            self._bins[key] = bins
         return self._bins[key]
+
+    @property
+    def _symmetric(self) -> bool:
+        return self.vmin == -self.vmax and self.num_bins % 2 == 1
 
     def encode(self, y: torch.Tensor) -> torch.Tensor:
         """y [...] -> weights [..., num_bins]: two adjacent non-zero weights summing to 1, whose
@@ -54,7 +61,11 @@ class TwoHot:
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """logits [..., num_bins] -> the expected value in symlog space, mapped back: [...]."""
         logits = logits.float()  # bf16 logits (autocast) are decoded in fp32
-        return symexp((logits.softmax(-1) * self.bins(logits)).sum(-1))
+        weighted = logits.softmax(-1) * self.bins(logits)
+        if self._symmetric:  # add mirrored bins pairwise first: equal logits decode to exactly 0
+            half = self.num_bins // 2
+            weighted = weighted[..., :half].flip(-1) + weighted[..., half + 1 :]
+        return symexp(weighted.sum(-1))
 
     def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-element cross-entropy of `logits` [..., num_bins] against two-hot(y [...]): [...]."""

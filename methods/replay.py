@@ -36,6 +36,17 @@ class SequenceBatch:
     terminated: torch.Tensor  # [B, L]: 1 where o_{t+1} is a terminal (not time-limit) observation
 
 
+@dataclass
+class ChunkBatch:
+    """Consecutive stored timesteps of one env, which may run across episodes (Dreamer's replay)."""
+
+    obs: torch.Tensor  # uint8 [B, T, 3*frame_stack, H, W]
+    action: torch.Tensor  # [B, T, action_dim]: the action that led into obs_t (0 where is_first)
+    reward: torch.Tensor  # [B, T]: the reward of the transition into obs_t (0 where is_first)
+    discount: torch.Tensor  # [B, T]: 0 where obs_t is terminal (not a time limit), else 1
+    is_first: torch.Tensor  # bool [B, T]: obs_t starts an episode
+
+
 class FrameReplay:
     def __init__(self, num_envs: int, capacity: int, frame_shape: tuple[int, int, int], action_dim: int, frame_stack: int):
         if capacity < num_envs * (frame_stack + 2):
@@ -123,6 +134,20 @@ class FrameReplay:
             action=self.actions[rows, slots],
             reward=self.rewards[rows, slots],
             terminated=(self.discounts[rows, slots] == 0).float(),
+        )
+
+    def sample_chunks(self, batch_size: int, length: int, generator: torch.Generator | None = None) -> ChunkBatch:
+        """Uniform over runs of `length` consecutive timesteps of one env; a run may cross episode
+        boundaries, which `is_first` marks (DreamerV3's replay: the RSSM resets its state there)."""
+        env, start = self._sample_starts(batch_size, length - 1, lambda e, k: torch.ones_like(k, dtype=torch.bool), generator, f"chunks of {length} timesteps")
+        slots = (start.unsqueeze(1) + torch.arange(length)) % self.per_env
+        rows = env.unsqueeze(1)
+        return ChunkBatch(
+            obs=torch.stack([self._stack(env, start + t) for t in range(length)], dim=1),
+            action=self.actions[rows, slots],
+            reward=self.rewards[rows, slots],
+            discount=self.discounts[rows, slots],
+            is_first=self.first[rows, slots],
         )
 
     def _sample_starts(self, batch_size: int, after: int, accept, generator, what: str) -> tuple[torch.Tensor, torch.Tensor]:

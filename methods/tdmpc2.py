@@ -330,6 +330,8 @@ class TDMPC2(ReplayAgent):
     default_eval_every_steps = 2048
     # Every evaluation action is a full MPPI plan: 4 episodes instead of 16 (--eval-episodes overrides).
     default_eval_episodes = 4
+    # bench-updates: the pretraining burst is as many updates as seed steps; keep it short there.
+    bench_overrides = {"seed_steps": 64}
 
     def __init__(self, spec, config: TDMPC2Config, device: str | torch.device = "cpu", seed: int = 0):
         if spec.image_shape is None:

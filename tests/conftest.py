@@ -8,6 +8,22 @@ import pytest
 import envs
 
 
+def replay_agent(method_cls, preset: str = "smoke", **overrides) -> tuple:
+    """(agent, its training env) for a replay-based method at a preset (TD-MPC2, DreamerV3)."""
+    from methods.presets import load_config
+
+    config = load_config(method_cls.name, "cartpole", preset, method_cls.config_cls, overrides)
+    env = envs.make("cartpole", device="cpu", seed=0, **method_cls.env_kwargs(config))
+    return method_cls(env.spec, config, "cpu", 0), env
+
+
+def step_to_first_update(agent, env):
+    """Collect until the agent's first gradient update (its warm-up / prefill / seed steps)."""
+    while agent.updates == 0:
+        agent.iterate(env)
+    return agent, env
+
+
 @pytest.fixture(scope="module")
 def pixel_env():
     return envs.make("cartpole", num_envs=4, seed=0, image_size=32, render="raytrace")

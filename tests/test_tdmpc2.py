@@ -7,27 +7,21 @@ import math
 import pytest
 import torch
 
-import envs
+from conftest import replay_agent, step_to_first_update
 from methods import get_method_class
 from methods.discrete_regression import TwoHot, symexp, symlog
-from methods.presets import load_config
 from methods.replay import FrameReplay
 from methods.tdmpc2 import TDMPC2, TDMPC2Config, WorldModel, discount_heuristic, simnorm, warm_start
 
 
 def _agent(preset: str = "smoke", **overrides) -> tuple[TDMPC2, object]:
-    config = load_config("tdmpc2", "cartpole", preset, TDMPC2Config, overrides)
-    env = envs.make("cartpole", device="cpu", seed=0, **TDMPC2.env_kwargs(config))
-    return TDMPC2(env.spec, config, "cpu", 0), env
+    return replay_agent(TDMPC2, preset, **overrides)
 
 
 @pytest.fixture(scope="module")
 def trained():
-    """A smoke agent past its seed steps, with a few updates done."""
-    agent, env = _agent()
-    while agent.updates == 0:
-        agent.iterate(env)
-    return agent, env
+    """A smoke agent past its warm-up, with a few updates done."""
+    return step_to_first_update(*_agent())
 
 
 def test_the_alias_resolves_to_tdmpc2():
@@ -194,9 +188,7 @@ def test_total_loss_is_the_weighted_sum_of_its_terms(trained):
 
 
 def test_bf16_precision_plans_and_updates_with_finite_values():
-    agent, env = _agent(precision="bf16")
-    while agent.updates == 0:
-        agent.iterate(env)
+    agent, env = step_to_first_update(*_agent(precision="bf16"))
     metrics = agent.update()
     assert all(math.isfinite(v) for v in metrics.values())
     agent.on_eval_start()

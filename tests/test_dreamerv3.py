@@ -1,0 +1,289 @@
+"""DreamerV3: the faithful-test list of baselines.md section 5, the chunk replay, gradient routing,
+the open-loop reconstruction and the harness wiring."""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import replay_agent, step_to_first_update
+from methods import get_method_class
+from methods.discrete_regression import TwoHot, symexp, symlog
+from methods.dreamerv3 import (
+    RSSM,
+    Actor,
+    DreamerV3,
+    DreamerV3Config,
+    LatentState,
+    ReturnScale,
+    kl_loss,
+    lambda_returns,
+    sample_one_hot,
+    unimix_logits,
+)
+from methods.replay import FrameReplay
+
+
+def _spec(image: int = 16, action_dim: int = 1, num_envs: int = 2):
+    return types.SimpleNamespace(image_shape=(3, image, image), action_dim=action_dim, num_envs=num_envs, frame_stack=1, episode_length=120)
+
+
+def _agent(preset: str = "smoke", **overrides) -> tuple[DreamerV3, object]:
+    return replay_agent(DreamerV3, preset, **overrides)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A smoke agent past its warm-up, with a few updates done."""
+    return step_to_first_update(*_agent())
+
+
+def test_the_alias_resolves_to_dreamerv3():
+    assert get_method_class("dreamer") is DreamerV3
+
+
+# 1. symlog
+def test_symlog_is_odd_zero_at_zero_and_symexp_inverts_it():
+    x = torch.linspace(-1e4, 1e4, 20001, dtype=torch.float64)
+    torch.testing.assert_close(symexp(symlog(x)), x, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(symlog(-x), -symlog(x))
+    assert float(symlog(torch.zeros(1))) == 0.0
+
+
+# 2. two-hot, 255 bins on [-20, 20]
+def test_two_hot_255_bins_has_two_adjacent_weights_and_round_trips():
+    two_hot = TwoHot(255, -20, 20)
+    y = symexp(torch.linspace(-19.9, 19.9, 2001, dtype=torch.float64))
+    weights = two_hot.encode(y)
+    assert ((weights > 0).sum(-1) <= 2).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2001, dtype=torch.float64))
+    nonzero = [row.nonzero().flatten() for row in weights]
+    assert all(len(i) == 1 or int(i[1] - i[0]) == 1 for i in nonzero)
+    torch.testing.assert_close((weights * two_hot.bins(y)).sum(-1), symlog(y), atol=1e-9, rtol=0)
+    decoded = symexp((weights * two_hot.bins(y)).sum(-1))
+    assert float(((decoded - y).abs() / y.abs().clamp(min=1e-6)).max()) < 1e-4
+
+
+# 3. unimix
+def test_unimix_keeps_every_class_above_one_percent_over_k_and_samples_carry_gradients():
+    logits = torch.randn(64, 32, 32) * 30  # near one-hot softmaxes
+    logits.requires_grad_(True)
+    mixed = unimix_logits(logits, 0.01)
+    probs = mixed.exp()
+    assert float(probs.detach().min()) >= 0.01 / 32 * (1 - 1e-5)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(64, 32))
+    sample = sample_one_hot(mixed, torch.Generator().manual_seed(0))
+    assert torch.equal(sample.detach().sum(-1), torch.ones(64, 32)) and set(sample.detach().unique().tolist()) <= {0.0, 1.0}
+    (sample * torch.randn(64, 32, 32)).sum().backward()
+    assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
+
+
+# 4. free bits and KL balancing
+def test_free_bits_give_zero_gradient_below_one_nat():
+    post = torch.zeros(4, 32, 32, requires_grad=True)
+    prior = (torch.randn(4, 32, 32) * 1e-3).requires_grad_(True)  # KL far below 1 nat
+    loss, dyn, rep = kl_loss(torch.log_softmax(post, -1), torch.log_softmax(prior, -1), 1.0, 0.5, 0.1)
+    assert (dyn < 1).all() and (rep < 1).all()
+    torch.testing.assert_close(loss, torch.full((4,), 0.6))
+    loss.sum().backward()
+    assert float(post.grad.abs().max()) == 0.0 and float(prior.grad.abs().max()) == 0.0
+
+
+def test_dyn_term_trains_only_the_prior_and_rep_term_only_the_posterior():
+    post = (torch.randn(4, 32, 32) * 3).requires_grad_(True)
+    prior = (torch.randn(4, 32, 32) * 3).requires_grad_(True)
+    dyn_only, dyn, _ = kl_loss(torch.log_softmax(post, -1), torch.log_softmax(prior, -1), 1.0, 0.5, 0.0)
+    assert (dyn > 1).all()
+    dyn_only.sum().backward()
+    assert float(post.grad.abs().max()) == 0.0 and float(prior.grad.abs().max()) > 0
+    post.grad, prior.grad = None, None
+    rep_only, _, rep = kl_loss(torch.log_softmax(post, -1), torch.log_softmax(prior, -1), 1.0, 0.0, 0.1)
+    assert (rep > 1).all()
+    rep_only.sum().backward()
+    assert float(prior.grad.abs().max()) == 0.0 and float(post.grad.abs().max()) > 0
+
+
+# 5. lambda-returns
+def test_lambda_returns_limits_are_td_and_bootstrapped_monte_carlo():
+    torch.manual_seed(0)
+    h = 6
+    reward, value, discount = torch.randn(h, 3), torch.randn(h + 1, 3), torch.rand(h, 3)
+    torch.testing.assert_close(lambda_returns(reward, value, discount, 0.0), reward + discount * value[1:])
+    mc = value[-1].clone()
+    expected = []
+    for t in reversed(range(h)):
+        mc = reward[t] + discount[t] * mc
+        expected.append(mc)
+    torch.testing.assert_close(lambda_returns(reward, value, discount, 1.0), torch.stack(expected[::-1]))
+
+
+# 6. return scale
+def test_return_scale_is_the_ema_percentile_range_and_never_below_one():
+    scale = ReturnScale(0.99, 0.05, 0.95, torch.device("cpu"))
+    for _ in range(50):
+        scale.update(torch.rand(1000) * 0.5)  # spread below 1
+    assert float(scale.scale) == 1.0
+    scale = ReturnScale(0.99, 0.05, 0.95, torch.device("cpu"))
+    returns = torch.linspace(0, 100, 1001)
+    scale.update(returns)
+    low, high = torch.quantile(returns, torch.tensor([0.05, 0.95]))
+    torch.testing.assert_close(scale.values, 0.01 * torch.stack([low, high]))  # EMA from 0
+    assert float(scale.scale) == pytest.approx(max(1.0, 0.01 * float(high - low)))
+
+
+# 7. zero initial predictions
+def test_fresh_reward_head_and_critic_predict_exactly_zero():
+    agent = DreamerV3(_spec(), DreamerV3Config(model_size="XS", replay_capacity=100, image_size=16), "cpu", 0)
+    feat = torch.randn(10, agent.wm.rssm.feature_dim) * 5
+    assert torch.equal(agent.two_hot.decode(agent.wm.reward(feat)), torch.zeros(10))
+    assert torch.equal(agent.two_hot.decode(agent.critic(feat)), torch.zeros(10))
+
+
+# 8. sizes
+@pytest.mark.parametrize("size, millions", [("S", 17.9), ("XS", 8.3)])
+def test_parameter_counts_on_64x64_rgb_with_six_actions(size, millions):
+    agent = DreamerV3(_spec(64, action_dim=6, num_envs=1), DreamerV3Config(model_size=size, replay_capacity=100), "cpu", 0)
+    assert agent.num_parameters()["total"] / 1e6 == pytest.approx(millions, abs=0.05)
+    if size == "S":
+        assert agent.wm.rssm.feature_dim == 32 * 32 + 512
+
+
+# -- beyond the list: the RSSM, the replay, gradient routing ----------------------------------------
+def test_is_first_restarts_the_posterior_from_the_initial_state():
+    rssm = RSSM(DreamerV3Config(), {"deter": 32, "units": 32, "depth": 8, "layers": 1}, 1, 20)
+    embed, action = torch.randn(3, 20), torch.randn(3, 1)
+    other = LatentState(torch.randn(3, 32), sample_one_hot(torch.log_softmax(torch.randn(3, 32, 32), -1)))
+    fresh, fresh_post, _ = rssm.posterior_step(None, action, embed, torch.ones(3, dtype=torch.bool))
+    reset, reset_post, _ = rssm.posterior_step(other, action, embed, torch.tensor([True, False, True]))
+    torch.testing.assert_close(reset_post[[0, 2]], fresh_post[[0, 2]])
+    torch.testing.assert_close(reset.deter[[0, 2]], fresh.deter[[0, 2]])
+    assert not torch.allclose(reset_post[1], fresh_post[1])
+
+
+def test_chunks_cross_episodes_and_mark_their_first_steps():
+    replay = FrameReplay(1, 100, (3, 2, 2), 1, 1)
+    replay.add_first(torch.zeros(1, 3, 2, 2, dtype=torch.uint8))
+    for step in range(1, 40):
+        last = torch.tensor([step % 7 == 0])
+        replay.add(torch.full((1, 3, 2, 2), step, dtype=torch.uint8), torch.full((1, 1), float(step)), torch.full((1,), float(step)),
+                   torch.tensor([0.0 if step == 14 else 1.0]), last)  # fmt: skip
+        if last.item():
+            replay.add_first(torch.full((1, 3, 2, 2), 100 + step, dtype=torch.uint8))
+    batch = replay.sample_chunks(256, 10, torch.Generator().manual_seed(0))
+    assert batch.obs.shape == (256, 10, 3, 2, 2) and batch.action.shape == (256, 10, 1)
+    assert batch.is_first.any(1).all(), "every 10-step chunk of 8-step episodes crosses a start"
+    frame = batch.obs[:, :, 0, 0, 0].long()
+    # An episode's first step has a zero action and reward; other steps hold the action that led to them.
+    assert (batch.action[batch.is_first] == 0).all() and (batch.reward[batch.is_first] == 0).all()
+    inner = ~batch.is_first
+    assert torch.equal(batch.action[inner][:, 0].long(), frame[inner]) and torch.equal(batch.reward[inner].long(), frame[inner])
+    assert ((batch.discount == 0) == (frame == 14)).all()  # the one termination, nothing else
+
+
+def test_behaviour_gradient_reaches_the_actor_through_the_dynamics_but_not_the_model(trained):
+    agent, _ = trained
+    initial = agent.wm.rssm.initial(8)
+    start = LatentState(initial.deter.detach().clone(), initial.stoch.detach().clone())  # as update() passes them
+    before = [p.detach().clone() for p in agent.wm.parameters()]
+    critic_before = [p.detach().clone() for p in agent.critic.parameters()]
+    for module in (agent.wm, agent.actor, agent.critic):
+        module.zero_grad(set_to_none=True)
+    agent.actor_optim.step = lambda: None  # keep parameters: inspect the gradients only
+    agent.critic_optim.step = lambda: None
+    try:
+        agent.train_behaviour(start)
+    finally:
+        del agent.actor_optim.step, agent.critic_optim.step
+    assert all(p.grad is None or float(p.grad.abs().max()) == 0 for p in agent.wm.parameters())
+    assert any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in agent.actor.parameters())
+    assert any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in agent.critic.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.wm.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(critic_before, agent.critic.parameters()))
+    assert all(p.requires_grad for p in agent.wm.parameters()), "the world model is trainable again afterwards"
+
+
+def test_actor_samples_stay_in_bounds_with_gradient_and_std_in_range():
+    actor = Actor(16, 3, {"units": 16, "layers": 1}, DreamerV3Config())
+    mean, std = actor(torch.randn(500, 16) * 10)
+    assert (mean.abs() <= 1).all() and (std >= 0.1).all() and (std <= 1.0).all()
+    action = Actor.sample(mean, std * 10, torch.Generator().manual_seed(0))
+    assert (action.abs() <= 1 + 1e-6).all()
+    action.sum().backward()
+    assert all(p.grad is not None for p in actor.parameters())
+
+
+def test_updates_are_finite_and_the_slow_critic_is_an_ema_of_the_critic(trained):
+    agent, env = trained
+    first = agent.updates
+    metrics = [agent.update() for _ in range(4)]
+    assert agent.updates == first + 4
+    assert all(math.isfinite(v) for m in metrics for v in m.values())
+    slow_before = [p.clone() for p in agent.slow_critic.parameters()]
+    agent.update()
+    frac = agent.config.slow_critic_fraction
+    for before, slow, online in zip(slow_before, agent.slow_critic.parameters(), agent.critic.parameters()):
+        torch.testing.assert_close(slow, before.lerp(online, frac))  # one mix of 0.02 toward the updated critic
+    assert any(not torch.equal(s, o) for s, o in zip(agent.slow_critic.parameters(), agent.critic.parameters()))
+
+
+def test_eval_is_deterministic_after_on_eval_start_and_actions_are_bounded(trained):
+    agent, env = trained
+    obs = env.reset(seed=5)
+    agent.on_eval_start()
+    first = agent.act(obs)
+    assert first.shape == (env.num_envs, 1) and (first.abs() <= 1).all()
+    agent.on_eval_start()
+    assert torch.equal(agent.act(obs), first)
+
+
+def test_open_loop_video_and_checkpoint_round_trip(trained, tmp_path):
+    agent, env = trained
+    agent.save_artifacts(tmp_path)
+    with np.load(tmp_path / "reconstruction.npz") as video:
+        cfg = agent.config
+        assert video["truth"].shape == video["model"].shape == (cfg.video_sequences, cfg.video_length, 3, 16, 16)
+        assert video["model"].dtype == np.uint8 and int(video["context"]) == cfg.video_context
+    state = agent.state_dict()
+    clone, _ = _agent()
+    clone.load_state_dict(state)
+    feat = torch.randn(4, agent.wm.rssm.feature_dim)
+    torch.testing.assert_close(clone.critic(feat), agent.critic(feat))
+    assert clone.updates == agent.updates and clone._collect_until == agent.agent_steps + agent.config.prefill
+
+
+def test_bad_configs_are_rejected_with_the_reason():
+    with pytest.raises(ValueError, match="4 \\* 2\\^k"):
+        DreamerV3(_spec(48), DreamerV3Config(image_size=48, replay_capacity=100), "cpu", 0)
+    with pytest.raises(ValueError, match="model_size"):
+        DreamerV3(_spec(), DreamerV3Config(model_size="XXL", replay_capacity=100), "cpu", 0)
+    with pytest.raises(ValueError, match="frame_stack"):
+        DreamerV3(types.SimpleNamespace(**(vars(_spec()) | {"frame_stack": 3})), DreamerV3Config(replay_capacity=100), "cpu", 0)
+
+
+def test_harness_run_dreamer_writes_metrics_and_a_reconstruction_the_report_draws(tmp_path):
+    from harness.cli import main
+
+    out = tmp_path / "runs"
+    code = main(["run", "--methods", "dreamer", "--tasks", "cartpole", "--seeds", "0", "--preset", "smoke", "--budget", "64-steps",
+                 "--eval-every", "32", "--eval-episodes", "2", "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    folder = out / "cartpole" / "dreamerv3" / "smoke" / "seed0"
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["env_steps"] >= 64 and records[-1]["metrics"]["updates"] > 0
+    assert (folder / "reconstruction.npz").exists()
+    report = tmp_path / "report"
+    assert main(["report", str(out), "--out", str(report), "--reps", "50"]) == 0
+    assert (report / "reconstruction_cartpole_dreamerv3_smoke.png").exists()
+    assert "reconstruction_cartpole_dreamerv3_smoke.png" in (report / "summary.md").read_text()
+
+
+def test_one_hot_samples_follow_the_categorical_probabilities():
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    logits = probs.log().expand(20000, 1, 4)
+    counts = sample_one_hot(logits, torch.Generator().manual_seed(0)).detach().sum((0, 1))
+    torch.testing.assert_close(counts / 20000, probs, atol=0.015, rtol=0)
