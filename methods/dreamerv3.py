@@ -16,7 +16,8 @@ episodes; `is_first` resets the latent state there):
 Behaviour (from every posterior state of the batch, detached, 16 x 64 = 1024 starts):
   - imagine 15 steps with the actor (actions reparameterised; the actor reads detached features,
     its gradient flows back through the dynamics), predict rewards, continues (gamma 0.997 times
-    the continue probability) and values;
+    the continue head's mode, p > 0.5, as the official code has it: NM512 uses the probability,
+    whose gradient pays the actor for ending episodes of negative imagined value) and values;
   - lambda-returns (lambda 0.95) bootstrapped with the online critic; weights: the cumulative
     product of the predicted discounts;
   - actor loss: -weights * ((R - v) / S + 3e-4 entropy), S = max(1, EMA(P95) - EMA(P5)) of the
@@ -624,7 +625,10 @@ class DreamerV3(ReplayAgent):
         try:
             feat, mean, std = self.imagine(start)
             reward = self.two_hot.decode(self.wm.reward(feat[1:]))  # r_t of the transition into state t
-            discount = cfg.discount * torch.sigmoid(self.wm.cont(feat).squeeze(-1).float())
+            # The continue head's mode (p > 0.5), as the official code does: no gradient through the
+            # predicted end of an episode, which would otherwise reward the actor for ending episodes
+            # whose imagined values are negative (CartPole's early termination does exactly that).
+            discount = cfg.discount * (self.wm.cont(feat).squeeze(-1).float() > 0).float()
             value = self.two_hot.decode(self.critic(feat))  # [H+1, N]
             returns = lambda_returns(reward, value, discount[1:], cfg.return_lambda)  # [H, N]
             weights = torch.cumprod(torch.cat([torch.ones_like(discount[:1]), discount[:-1]]), 0).detach()

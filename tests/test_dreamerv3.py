@@ -207,6 +207,44 @@ def test_behaviour_gradient_reaches_the_actor_through_the_dynamics_but_not_the_m
     assert all(p.requires_grad for p in agent.wm.parameters()), "the world model is trainable again afterwards"
 
 
+def _actor_gradient(agent, start) -> list[torch.Tensor]:
+    """The actor's gradient of one behaviour step from `start`, leaving every parameter and the
+    return scale as they were."""
+    scale = agent.return_scale.values.clone()
+    agent.train_generator.manual_seed(123)
+    agent.actor.zero_grad(set_to_none=True)
+    agent.actor_optim.step = lambda: None
+    agent.critic_optim.step = lambda: None
+    try:
+        agent.train_behaviour(start)
+    finally:
+        del agent.actor_optim.step, agent.critic_optim.step
+        agent.return_scale.values.copy_(scale)
+    return [p.grad.detach().clone() for p in agent.actor.parameters()]
+
+
+def test_imagined_episode_ends_use_the_continue_mode_so_the_actor_gets_no_gradient_through_them(trained):
+    """Official DreamerV3 discounts imagination by the continue head's mode: doubling its logits
+    (same signs, different probabilities) must leave the actor's gradient unchanged."""
+    agent, _ = trained
+    initial = agent.wm.rssm.initial(8)
+    start = LatentState(initial.deter.detach().clone(), initial.stoch.detach().clone())
+    out_layer = [m for m in agent.wm.cont.modules() if isinstance(m, torch.nn.Linear)][-1]
+    reference = _actor_gradient(agent, start)
+    with torch.no_grad():
+        out_layer.weight.mul_(2.0)
+        out_layer.bias.mul_(2.0)
+    try:
+        doubled = _actor_gradient(agent, start)
+    finally:
+        with torch.no_grad():
+            out_layer.weight.div_(2.0)
+            out_layer.bias.div_(2.0)
+    assert any(float(g.abs().max()) > 0 for g in reference)
+    for a, b in zip(reference, doubled):
+        torch.testing.assert_close(a, b)
+
+
 def test_actor_samples_stay_in_bounds_with_gradient_and_std_in_range():
     actor = Actor(16, 3, {"units": 16, "layers": 1}, DreamerV3Config())
     mean, std = actor(torch.randn(500, 16) * 10)
