@@ -20,6 +20,7 @@ from envs.newton_bridge import NewtonSim, warp_device_for
 from envs.spec import EnvSpec
 from envs.tasks.base import Task
 from envs.timing import PhaseTimes
+from envs.tracking_camera import TrackingCameraRenderer
 
 MIN_IMAGE_SIZE = 16  # the conv encoders (stride 2 then three 3x3) need at least this much
 RENDER_MODES = ("raytrace", "differentiable", None)
@@ -69,12 +70,7 @@ class DiffVisualEnv:
         self.sim = NewtonSim(
             self.model, task.make_solver, num_envs, task.control_dt, task.substeps, self.device, collide=task.uses_contacts()
         )
-        renderer_cls = DifferentiableRenderer if render == "differentiable" else FixedCameraRenderer
-        self.renderer = (
-            renderer_cls(self.model, task.camera, image_size, self.device, task.visual_bounds, supersample, crop_static_rows=crop_static_rows)
-            if render
-            else None
-        )
+        self.renderer = self._make_renderer(task, render, image_size, supersample, crop_static_rows) if render else None
         if self.renderer is not None and min(self.renderer.output_shape) < MIN_IMAGE_SIZE:
             raise ValueError(
                 f"crop_static_rows leaves {self.renderer.output_shape[0]} x {self.renderer.output_shape[1]} pixels at image_size "
@@ -101,9 +97,20 @@ class DiffVisualEnv:
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
         self._q: torch.Tensor | None = None
         self._qd: torch.Tensor | None = None
+        self._prev_action: torch.Tensor | None = None
         self._frames: torch.Tensor | None = None
         self._progress = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._episode_return = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
+
+    def _make_renderer(self, task: Task, render: str, image_size: int, supersample: int, crop_static_rows: bool):
+        if not task.tracking_camera:
+            renderer_cls = DifferentiableRenderer if render == "differentiable" else FixedCameraRenderer
+            return renderer_cls(self.model, task.camera, image_size, self.device, task.visual_bounds, supersample, crop_static_rows=crop_static_rows)
+        if render == "differentiable":
+            raise ValueError(f"task {task.name!r} has a tracking camera; the differentiable renderer supports world-fixed cameras only")
+        if crop_static_rows:
+            raise ValueError(f"task {task.name!r} has a tracking camera: no image rows are static, so crop_static_rows does not apply")
+        return TrackingCameraRenderer(self.model, task.camera, task.camera_mount, image_size, self.device, supersample, task.floor_half_width)
 
     # -- contract -------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
@@ -112,6 +119,7 @@ class DiffVisualEnv:
             _check_int("seed", seed, minimum=0)
             self._generator.manual_seed(seed)
         self._q, self._qd = self.task.initial_state(self.num_envs, self._generator, self.device)
+        self._prev_action = torch.zeros(self.num_envs, self.task.action_dim, device=self.device)
         self._progress.zero_()
         self._episode_return.zero_()
         if self.renderer is not None:
@@ -134,7 +142,7 @@ class DiffVisualEnv:
         done = terminated | truncated
 
         info: dict = {"terminated": terminated, "truncated": truncated}
-        info["terminal_obs"] = {"state": self.task.state_obs(q, qd)}
+        info["terminal_obs"] = {"state": self._state_obs(q, qd, action)}
         finished = done.nonzero().flatten()
         if finished.numel() > 0:
             info["episode_returns"] = self._episode_return[finished].clone()
@@ -146,6 +154,7 @@ class DiffVisualEnv:
             info["episode_returns"] = self._episode_return.new_zeros(0)
             info["episode_lengths"] = self._progress.new_zeros(0)
         self._q, self._qd = q, qd
+        self._prev_action = torch.where(done.unsqueeze(1), torch.zeros_like(action), action)
         if self.renderer is not None:
             # A new tensor every step: callers (replay buffers) may keep the previous observation.
             frame = self._render(q)
@@ -185,6 +194,7 @@ class DiffVisualEnv:
         if self._q is not None:
             self._q = self._q.detach()
             self._qd = self._qd.detach()
+            self._prev_action = self._prev_action.detach()
         if self._frames is not None:
             self._frames = self._frames.detach()
 
@@ -210,8 +220,12 @@ class DiffVisualEnv:
         """Steps taken in the current episode, per env."""
         return self._progress.clone()
 
+    def _state_obs(self, q: torch.Tensor, qd: torch.Tensor, prev_action: torch.Tensor) -> torch.Tensor:
+        obs = self.task.state_obs(q, qd)
+        return torch.cat([obs, prev_action], dim=-1) if self.task.observes_previous_action else obs
+
     def _observation(self) -> dict[str, torch.Tensor]:
-        obs = {"state": self.task.state_obs(self._q, self._qd)}
+        obs = {"state": self._state_obs(self._q, self._qd, self._prev_action)}
         if self._frames is not None:
             obs["pixels"] = self._frames
         return obs

@@ -61,7 +61,8 @@ class NewtonSim:
         # Replay path: one state per substep boundary, so the tape sees every intermediate value.
         self._tape_states: list[newton.State] | None = None
         self._tape_control: newton.Control | None = None
-        self._contacts = model.contacts() if collide else None
+        self._collision = newton.CollisionPipeline(model) if collide else None
+        self._contacts = self._collision.contacts() if collide else None
         self.timings = PhaseTimes()  # the env replaces this with its own accumulator
 
     # -- torch <-> warp -------------------------------------------------------------------------
@@ -72,15 +73,26 @@ class NewtonSim:
     def _read(self, src: wp.array, dim: int) -> torch.Tensor:
         return wp.to_torch(src, requires_grad=False).reshape(self.num_worlds, dim).clone()
 
-    def _simulate(self, states: list[newton.State], control: newton.Control, ping_pong: bool) -> newton.State:
-        """Integrate one control step from `states[0]`; returns the final state."""
+    def _simulate(self, states: list[newton.State], control: newton.Control, ping_pong: bool, collide: bool = True) -> newton.State:
+        """Integrate one control step from `states[0]`; returns the final state.
+
+        Contact candidates are found once per control step, from the step's start state (within
+        the pipeline's gap of the ground); every substep's contact force recomputes the penetration
+        of those body-fixed points from the current poses, as dflex's fixed contact points did.
+        `collide=False`: the caller has already filled the contacts from `states[0]`."""
+        if collide and self._contacts is not None:
+            self._collide(states[0])
         for k in range(self.substeps):
             s_in = states[k % 2] if ping_pong else states[k]
             s_out = states[(k + 1) % 2] if ping_pong else states[k + 1]
-            if self._contacts is not None:
-                self.model.collide(s_in, self._contacts)
             self._solver.step(s_in, s_out, control, self._contacts, self.sim_dt)
         return states[self.substeps % 2] if ping_pong else states[self.substeps]
+
+    def _collide(self, state: newton.State) -> None:
+        """Contacts of `state`: body poses from its joint coordinates first (the solver only
+        updates a state's body poses inside its step, so they are stale here)."""
+        newton.eval_fk(self.model, state.joint_q, state.joint_qd, state)
+        self._collision.collide(state, self._contacts)
 
     # -- public ---------------------------------------------------------------------------------
     def step_no_grad(self, q: torch.Tensor, qd: torch.Tensor, joint_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,9 +128,14 @@ class NewtonSim:
         self._write(states[0].joint_q, q)
         self._write(states[0].joint_qd, qd)
         self._write(control.joint_f, joint_f)
+        if self._contacts is not None:
+            # Outside the tape: contact points and normals are constants of the step (the force
+            # still depends on the poses through the penetration), which keeps the narrow phase's
+            # geometric adjoints, singular where a normal is ill-defined, out of the gradient.
+            self._collide(states[0])
         tape = wp.Tape()
         with tape:
-            out = self._simulate(states, control, ping_pong=False)
+            out = self._simulate(states, control, ping_pong=False, collide=False)
         self._write(out.joint_q.grad, grad_q_next)
         self._write(out.joint_qd.grad, grad_qd_next)
         tape.backward()

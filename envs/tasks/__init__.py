@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from envs.tasks.ant import Ant
 from envs.tasks.base import Task
 from envs.tasks.cartpole import CartPoleSwingUp
+from envs.tasks.cheetah import Cheetah
+from envs.tasks.hopper import Hopper
+from envs.tasks.humanoid import Humanoid
 
 TASKS: dict[str, type[Task]] = {
     "cartpole": CartPoleSwingUp,
+    "hopper": Hopper,
+    "cheetah": Cheetah,
+    "ant": Ant,
+    "humanoid": Humanoid,
 }
 
 

@@ -1,0 +1,31 @@
+"""What every locomotion task shares: penalty contact with its own ground plane, Featherstone with
+the mass matrix cached per control step, and uniform start-state noise."""
+
+from __future__ import annotations
+
+import torch
+
+import newton
+from envs.tasks.base import Task
+
+
+class ContactTask(Task):
+    contact: dict[str, float]  # ke, kd, kf, mu of every shape and of the ground
+    tracking_camera = True
+
+    def add_ground(self, builder: newton.ModelBuilder) -> None:
+        """Each world's own ground (collision only: the renderer draws the floor itself)."""
+        builder.add_ground_plane(cfg=newton.ModelBuilder.ShapeConfig(is_visible=False, **self.contact))
+
+    def uses_contacts(self) -> bool:
+        return True
+
+    def make_solver(self, model: newton.Model) -> newton.solvers.SolverBase:
+        # The mass matrix once per control step (the paper's MM caching of 16 or 48 substeps): every
+        # call of the bridge runs exactly `substeps` solver steps, so the refresh is each step's first.
+        return newton.solvers.SolverFeatherstone(model, update_mass_matrix_interval=self.substeps)
+
+    @staticmethod
+    def uniform(generator: torch.Generator, device: torch.device, scale: float, *shape: int) -> torch.Tensor:
+        """U(-scale, scale) noise of `shape`."""
+        return (torch.rand(*shape, generator=generator, device=device) * 2 - 1) * scale

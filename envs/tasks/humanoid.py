@@ -1,0 +1,66 @@
+"""Humanoid (the DiffRL/D.Va task, reference/dva_paper.md section 4) on Newton, z up.
+
+The model is Newton's bundled `nv_humanoid.xml` (the IsaacGym humanoid of the DiffRL lineage:
+21 hinges on a free root, density 1000), imported with the paper's constants: contact ke 2e4,
+kd 5e3, kf 1e3, mu 0.75; armature 0.007, stiffness 5 and damping 0.1 on every hinge; limits
+ke 1e3 / kd 10; 48 substeps per 1/60 s control step. Actions in [-1, 1] times 0.35 x the paper's
+motor strengths (file joint order).
+
+Observation (76): torso height, quaternion, COM linear and angular velocity, 21 joint angles,
+0.1 x 21 joint velocities, up_z, heading towards (200, 0), the 21 previous actions.
+Reward: v_x + 0.1 up_z + heading + h_r - 0.002 |a|^2, where hd = clip(height - 0.84, -1, 0.1) and
+h_r = -200 hd^2 below 0, 10 hd above; early termination when the torso is below 0.74 m or the
+state is NaN, infinite or above 1e6 (that step's reward is 0).
+Start: torso at 1.35 m, position + U(+-0.1), a rotation by U(+-pi/24) about a random axis,
+joints U(+-0.2), velocities U(+-0.25).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from envs.camera import CameraSpec
+from envs.tasks.free_root import FreeRootTask
+
+MOTOR_STRENGTHS = (200, 200, 200, 200, 200, 600, 400, 100, 100, 200, 200, 600, 400, 100, 100, 100, 100, 200, 100, 100, 200)
+
+
+class Humanoid(FreeRootTask):
+    name = "humanoid"
+    state_dim = 76
+    action_dim = 21
+    episode_length = 1000
+    control_dt = 1.0 / 60.0
+    substeps = 48
+    reward_range = (-math.inf, math.inf)
+    camera = CameraSpec(eye=(-3.0, 0.0, 1.0), target=(0.0, 0.0, 0.0), fov_deg=45.0)  # from behind
+
+    model_file = "nv_humanoid.xml"
+    contact = dict(ke=2.0e4, kd=5.0e3, kf=1.0e3, mu=0.75)
+    joint_armature = 0.007
+    joint_damping = 0.1
+    joint_stiffness = 5.0
+    start_height = 1.35
+    termination_height = 0.74
+    target = (200.0, 0.0)
+
+    def joint_strengths(self) -> torch.Tensor:
+        return 0.35 * torch.tensor(MOTOR_STRENGTHS, dtype=torch.float32)
+
+    def reward(self, q: torch.Tensor, qd: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        up, heading = self.frame(q)
+        height_diff = (q[:, 2] - 0.84).clamp(-1.0, 0.1)
+        height_reward = torch.where(height_diff < 0, -200.0 * height_diff**2, 10.0 * height_diff)
+        reward = qd[:, 0] + 0.1 * up + heading + height_reward - 0.002 * (action**2).sum(-1)
+        return torch.where(self._invalid(q, qd), torch.zeros_like(reward), reward)
+
+    @staticmethod
+    def _invalid(q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        """The paper's guard: a NaN, infinite or > 1e6 state ends the episode with reward 0."""
+        state = torch.cat([q, qd], dim=-1).detach()
+        return ~torch.isfinite(state).all(-1) | (state.abs() > 1e6).any(-1)
+
+    def terminated(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        return (q[:, 2].detach() < self.termination_height) | self._invalid(q, qd)
