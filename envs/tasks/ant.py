@@ -4,9 +4,8 @@ The model is Newton's bundled `nv_ant.xml` (the IsaacGym ant of the DiffRL linea
 and four two-link capsule legs on a free root), imported with the paper's constants instead of the
 file's: density 1000 (dflex ignores the file's density of 5, a 0.91 kg ant that the paper's penalty
 contact cannot integrate stably at 1 ms: it is NaN after 6 control steps, the blow-up of
-measurements.md),
-contact ke 4e4, kd 1e4, kf 3e3, mu 0.75, armature 0.05 and damping 1 on the hinges, limits
-ke 1e3 / kd 10. Actions in [-1, 1] times 200 N m on the eight hinges, in the file's joint order.
+measurements.md), contact ke 4e4, kd 1e4, kf 3e3, mu 0.75, armature 0.05 and damping 1 on the
+hinges, limits ke 1e3 / kd 10. Actions in [-1, 1] times 200 N m on the eight hinges, in the file's joint order.
 
 Observation (37): torso height, torso quaternion (xyzw), COM linear velocity, angular velocity
 (both world frame), the 8 joint angles, 0.1 x the 8 joint velocities, the up vector's z, the

@@ -11,6 +11,7 @@ from envs.tasks.base import Task
 
 class ContactTask(Task):
     contact: dict[str, float]  # ke, kd, kf, mu of every shape and of the ground
+    limit_ke, limit_kd = 1.0e3, 10.0  # joint limits, all paper tasks
     tracking_camera = True
 
     def add_ground(self, builder: newton.ModelBuilder) -> None:

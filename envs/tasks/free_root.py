@@ -11,6 +11,7 @@ velocity, both world frame, joint velocities).
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 import torch
 import warp as wp
@@ -29,7 +30,6 @@ class FreeRootTask(ContactTask):
     joint_armature: float
     joint_damping: float
     joint_stiffness: float = 0.0
-    limit_ke, limit_kd = 1.0e3, 10.0  # all paper tasks
     start_height: float
     start_joints: tuple[float, ...] | None = None  # None: all zero
     target: tuple[float, float]
@@ -40,9 +40,9 @@ class FreeRootTask(ContactTask):
         """Colour of the model's `shape`-th shape: the dm_control orange of the paper's scenes."""
         return ORANGE
 
+    @abstractmethod
     def joint_strengths(self) -> torch.Tensor:
         """N m per unit action, per actuated joint (file order)."""
-        raise NotImplementedError
 
     def build_world(self, builder: newton.ModelBuilder) -> None:
         first_body, first_shape, first_dof = len(builder.body_mass), len(builder.shape_material_ke), builder.joint_dof_count

@@ -50,7 +50,6 @@ class PlanarTask(ContactTask):
     contact: dict[str, float]
     joint_armature: float
     joint_damping: float
-    limit_ke, limit_kd = 1.0e3, 10.0  # all paper tasks
     action_strength = 200.0
     root_noise: float  # uniform noise on x, z, pitch
     joint_noise: float
