@@ -417,13 +417,16 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
     if iqm:
         figures.append(_plot_iqm(iqm, out))
     focus = [label for label in scores if label.split(" ")[0] == FOCUS_METHOD]
-    poi = {}
-    if len(focus) == 1:
-        for other in scores:
-            if other != focus[0]:
-                poi[f"{focus[0]},{other}"] = probability_of_improvement(scores[focus[0]], scores[other], reps=reps)
-        if poi:
-            figures.append(_plot_poi(poi, out))
+    # D.Va (each of its configs, when a report holds several, e.g. both renderers) against every
+    # other method; D.Va configs are not compared with one another.
+    poi = {
+        f"{mine},{other}": probability_of_improvement(scores[mine], scores[other], reps=reps)
+        for mine in focus
+        for other in scores
+        if other not in focus
+    }
+    if poi:
+        figures.append(_plot_poi(poi, out))
 
     machines = sorted({f"{m.run.get('machine', {}).get('cpu', '?')} ({m.run.get('machine', {}).get('cpu_count', '?')} cores)"
                        + (f", GPU {m.run['machine']['gpu']}" if m.run.get("machine", {}).get("gpu") else "") for m in runs})

@@ -60,11 +60,12 @@ def test_normalization_table_and_band():
     assert low < 100.0 and high > 120.0 and high - low >= 2 * 25.0
 
 
-def _fake_run(root: Path, seed: int, returns: list[float], steps: list[int] | None = None, status: str = "complete") -> Path:
-    folder = root / "cartpole" / "dva" / "cpu" / f"seed{seed}"
+def _fake_run(root: Path, seed: int, returns: list[float], steps: list[int] | None = None, status: str = "complete",
+              method: str = "dva", config: str = "cpu") -> Path:
+    folder = root / "cartpole" / method / config / f"seed{seed}"
     folder.mkdir(parents=True)
-    spec = {"task": "cartpole", "method": "dva", "seed": seed, "preset": "cpu", "budget": "1m"}
-    (folder / "run.json").write_text(json.dumps({"spec": spec, "method": "dva", "status": status}))
+    spec = {"task": "cartpole", "method": method, "seed": seed, "preset": "cpu", "budget": "1m"}
+    (folder / "run.json").write_text(json.dumps({"spec": spec, "method": method, "status": status}))
     steps = steps or [i * 1000 for i in range(len(returns))]
     lines = [json.dumps({"iteration": i, "env_steps": s, "train_wall_s": float(i), "eval_return_mean": r,
                          "train_return_mean": None, "phase_s": {}, "cpu_rss_peak_mb": 1.0})
@@ -109,6 +110,19 @@ def test_report_lists_failed_runs_and_puts_ragged_curves_on_one_grid(tmp_path):
     assert "last env steps per seed: dva: 2,000, 3,000" in summary
     csv = (tmp_path / "report" / "summary.csv").read_text().splitlines()
     assert csv[0].startswith("task,method,config") and len(csv) == 2
+
+
+def test_each_dva_config_is_compared_with_the_other_methods_but_not_with_another_dva_config(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        _fake_run(runs, seed, [0.0, 1000.0 + seed], method="dva", config="cpu")
+        _fake_run(runs, seed, [0.0, 900.0 + seed], method="dva", config="cpu+abcd1234")
+        _fake_run(runs, seed, [0.0, 100.0 + seed], method="shac", config="cpu")
+    proc = _report(runs, "--out", tmp_path / "report", "--reps", "200")
+    assert proc.returncode == 0, proc.stderr
+    line = next(s for s in (tmp_path / "report" / "summary.md").read_text().splitlines() if s.startswith("Probability of improvement"))
+    assert line.count("P(") == 2 and "P(dva (cpu) > shac) = 1.00" in line and "P(dva (cpu+abcd1234) > shac) = 1.00" in line, line
+    assert (tmp_path / "report" / "poi.png").exists()
 
 
 def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path):
