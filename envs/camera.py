@@ -103,6 +103,19 @@ def visible_window(
     )
 
 
+
+def pose_bodies(model: newton.Model, state: newton.State, joint_q: torch.Tensor, worlds: torch.Tensor | None,
+                device: torch.device) -> wp.array | None:
+    """Put the render model's bodies at coordinates `joint_q` (forward kinematics, BVH refit) and
+    return the camera sensor's `world_indices` for `worlds` (None: every world)."""
+    wp.copy(state.joint_q, wp.from_torch(joint_q.detach().to(torch.float32).reshape(-1).contiguous()))
+    newton.eval_fk(model, state.joint_q, state.joint_qd, state)
+    model.bvh_refit_shapes(state)
+    if worlds is None:
+        return None
+    return wp.from_torch(worlds.to(device=device, dtype=torch.int32).contiguous())
+
+
 class FixedCameraRenderer:
     """Renders every world of `model` from one world-fixed camera, composited over a cached backdrop.
 
@@ -205,12 +218,7 @@ class FixedCameraRenderer:
         packed = self._backdrop_rgba.expand(views, -1, -1).clone()
         if views == 0 or self._window_shape[0] == 0 or self._window_shape[1] == 0:
             return self._unpack(packed)
-        wp.copy(self._state.joint_q, wp.from_torch(joint_q.detach().to(torch.float32).reshape(-1).contiguous()))
-        newton.eval_fk(self.model, self._state.joint_q, self._state.joint_qd, self._state)
-        self.model.bvh_refit_shapes(self._state)
-        world_indices = None
-        if worlds is not None:
-            world_indices = wp.from_torch(worlds.to(device=self._color_torch.device, dtype=torch.int32).contiguous())
+        world_indices = pose_bodies(self.model, self._state, joint_q, worlds, self._color_torch.device)
         self._sensor.update(
             self._state,
             self._poses[:views],

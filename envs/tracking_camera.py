@@ -20,7 +20,7 @@ import warp as wp
 import newton
 from newton.sensors import SensorCamera
 
-from envs.camera import CameraSpec, build_backdrop_model, look_at_transform
+from envs.camera import CameraSpec, build_backdrop_model, look_at_transform, pose_bodies
 from envs.timing import PhaseTimes
 
 
@@ -89,12 +89,7 @@ class TrackingCameraRenderer:
         if worlds is not None:
             poses = poses[worlds.to(poses.device)]
         self._poses_torch[:views].copy_(poses.to(self._poses_torch.device))
-        wp.copy(self._state.joint_q, wp.from_torch(joint_q.detach().to(torch.float32).reshape(-1).contiguous()))
-        newton.eval_fk(self.model, self._state.joint_q, self._state.joint_qd, self._state)
-        self.model.bvh_refit_shapes(self._state)
-        world_indices = None
-        if worlds is not None:
-            world_indices = wp.from_torch(worlds.to(device=self._poses_torch.device, dtype=torch.int32).contiguous())
+        world_indices = pose_bodies(self.model, self._state, joint_q, worlds, self._poses_torch.device)
         color_b, depth_b = self._buffers["bodies"]
         self._sensor.update(self._state, self._poses[:views], self._rays, color_image=color_b[:views], depth_image=depth_b[:views], world_indices=world_indices)
         color_s, depth_s = self._buffers["backdrop"]

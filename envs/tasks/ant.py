@@ -17,7 +17,6 @@ torso is below 0.27 m. Start: height 0.75, joints (0, 1, 0, -1, 0, -1, 0, 1) + U
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -29,10 +28,7 @@ class Ant(FreeRootTask):
     name = "ant"
     state_dim = 37
     action_dim = 8
-    episode_length = 1000
-    control_dt = 1.0 / 60.0
     substeps = 16
-    reward_range = (-math.inf, math.inf)
     camera = CameraSpec(eye=(0.5, -2.0, 1.0), target=(0.0, 0.0, 0.0), fov_deg=60.0)
 
     model_file = "nv_ant.xml"

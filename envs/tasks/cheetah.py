@@ -23,10 +23,7 @@ class Cheetah(PlanarTask):
     name = "cheetah"
     state_dim = 17
     action_dim = 6
-    episode_length = 1000
-    control_dt = 1.0 / 60.0
     substeps = 16
-    reward_range = (-math.inf, math.inf)
     camera = CameraSpec(eye=(0.0, -3.0, 0.0), target=(0.0, 0.0, 0.0), fov_deg=45.0)
 
     limbs = (

@@ -3,6 +3,8 @@ the mass matrix cached per control step, and uniform start-state noise."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 import newton
@@ -13,6 +15,10 @@ class ContactTask(Task):
     contact: dict[str, float]  # ke, kd, kf, mu of every shape and of the ground
     limit_ke, limit_kd = 1.0e3, 10.0  # joint limits, all paper tasks
     tracking_camera = True
+    # Every locomotion task of the paper: 60 Hz control, 1000-step episodes, unbounded reward.
+    episode_length = 1000
+    control_dt = 1.0 / 60.0
+    reward_range = (-math.inf, math.inf)
 
     def add_ground(self, builder: newton.ModelBuilder) -> None:
         """Each world's own ground (collision only: the renderer draws the floor itself)."""

@@ -25,10 +25,7 @@ class Hopper(PlanarTask):
     name = "hopper"
     state_dim = 11
     action_dim = 3
-    episode_length = 1000
-    control_dt = 1.0 / 60.0
     substeps = 16
-    reward_range = (-math.inf, math.inf)
     # The paper's ManiSkill camera, mounted on the link after the x and z slides.
     camera = CameraSpec(eye=(0.0, -2.8, 0.8), target=(0.0, 0.0, 0.0), fov_deg=45.0)
 

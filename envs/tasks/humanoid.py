@@ -17,7 +17,6 @@ joints U(+-0.2), velocities U(+-0.25).
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -31,10 +30,7 @@ class Humanoid(FreeRootTask):
     name = "humanoid"
     state_dim = 76
     action_dim = 21
-    episode_length = 1000
-    control_dt = 1.0 / 60.0
     substeps = 48
-    reward_range = (-math.inf, math.inf)
     camera = CameraSpec(eye=(-3.0, 0.0, 1.0), target=(0.0, 0.0, 0.0), fov_deg=45.0)  # from behind
 
     model_file = "nv_humanoid.xml"
