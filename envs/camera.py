@@ -103,7 +103,6 @@ def visible_window(
     )
 
 
-
 def pose_bodies(model: newton.Model, state: newton.State, joint_q: torch.Tensor, worlds: torch.Tensor | None,
                 device: torch.device) -> wp.array | None:
     """Put the render model's bodies at coordinates `joint_q` (forward kinematics, BVH refit) and

@@ -17,7 +17,6 @@ torso is below 0.27 m. Start: height 0.75, joints (0, 1, 0, -1, 0, -1, 0, 1) + U
 
 from __future__ import annotations
 
-
 import torch
 
 from envs.camera import CameraSpec

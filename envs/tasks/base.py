@@ -27,7 +27,7 @@ class Task(ABC):
     # World box that the moving bodies can never leave (for a fixed camera, pixels outside its
     # projection are the static backdrop and are not traced); None: trace every pixel.
     visual_bounds: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
-    # Locomotion cameras follow the robot (`camera` is then relative to `camera_mount(q)`); the
+    # Locomotion cameras follow the robot (`camera` is then relative to `ContactTask.camera_mount(q)`); the
     # floor strip spans |y| <= floor_half_width with the grey wall at its far edge.
     tracking_camera: bool = False
     # The paper's ant and humanoid observe their previous action: the env appends it (zeros after a
@@ -65,7 +65,3 @@ class Task(ABC):
 
     def uses_contacts(self) -> bool:
         return False
-
-    def camera_mount(self, q: torch.Tensor) -> torch.Tensor:
-        """World position [N, 3] of the tracking camera's mount at coordinates `q` (tracking tasks)."""
-        raise NotImplementedError(f"task {self.name} has a world-fixed camera")

@@ -4,6 +4,7 @@ the mass matrix cached per control step, and uniform start-state noise."""
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 import torch
 
@@ -26,6 +27,10 @@ class ContactTask(Task):
 
     def uses_contacts(self) -> bool:
         return True
+
+    @abstractmethod
+    def camera_mount(self, q: torch.Tensor) -> torch.Tensor:
+        """World position [N, 3] of the tracking camera's mount at coordinates `q`."""
 
     def make_solver(self, model: newton.Model) -> newton.solvers.SolverBase:
         # The mass matrix once per control step (the paper's MM caching of 16 or 48 substeps): every

@@ -17,7 +17,6 @@ joints U(+-0.2), velocities U(+-0.25).
 
 from __future__ import annotations
 
-
 import torch
 
 from envs.camera import CameraSpec
