@@ -352,7 +352,8 @@ def _plot_reconstructions(rows: list[dict], out: Path) -> list[str]:
             truth, model, context = video["truth"], video["model"], int(video["context"])
         error = ((model.astype(np.float32) - truth.astype(np.float32)) / 255.0 + 1.0) / 2.0
         n, t = truth.shape[:2]
-        fig, axes = plt.subplots(3 * n, t, figsize=(0.8 * t, 0.8 * 3 * n), squeeze=False)
+        aspect = truth.shape[-2] / truth.shape[-1]  # a crop_static_rows band is wider than tall
+        fig, axes = plt.subplots(3 * n, t, figsize=(0.8 * t, 0.8 * 3 * n * aspect + 0.5), squeeze=False)
         for i in range(n):
             for row, (label, frames) in enumerate((("truth", truth[i] / 255.0), ("model", model[i] / 255.0), ("error", error[i]))):
                 for k in range(t):

@@ -71,6 +71,9 @@ class DreamerV3Config:
     num_envs: int = 4
     image_size: int = 64
     supersample: int = 1
+    # Drop the rows only the static backdrop ever fills (envs.make): a band of H < W rows, which
+    # the CNN pads back to a multiple of its stride (a CPU-preset knob; the reference sees it all).
+    crop_static_rows: bool = False
     frame_stack: int = 1
     action_repeat: int = 2
     # Model (baselines.md 2.1).
@@ -90,6 +93,9 @@ class DreamerV3Config:
     free_nats: float = 1.0
     # Behaviour learning.
     horizon: int = 15
+    # Imagination starts per update: 0 (the reference) starts from every posterior state of the
+    # batch; N > 0 from N of them drawn uniformly without replacement (a CPU-cost knob).
+    imagine_starts: int = 0
     discount: float = 0.997
     return_lambda: float = 0.95
     actor_entropy: float = 3e-4
@@ -181,42 +187,53 @@ class ChannelNorm(nn.Module):
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def _stages(image_size: int) -> int:
-    stages = math.log2(image_size / MIN_RESOLUTION)
-    if image_size % MIN_RESOLUTION or stages != int(stages) or stages < 1:
-        raise ValueError(f"DreamerV3's CNN halves the image down to 4x4: image_size must be 4 * 2^k (8, 16, 32, 64, ...), got {image_size}")
-    return int(stages)
+def _stages(image_shape: tuple[int, int, int]) -> tuple[int, int]:
+    """(halvings, padded height): the CNN halves the width down to 4 (width 4 * 2^k); an image with
+    fewer rows (a `crop_static_rows` band) is zero-padded at the bottom to a multiple of 2^k rows."""
+    height, width = image_shape[1], image_shape[2]
+    stages = math.log2(width / MIN_RESOLUTION)
+    if width % MIN_RESOLUTION or stages != int(stages) or stages < 1:
+        raise ValueError(f"DreamerV3's CNN halves the image width down to 4: image_size must be 4 * 2^k (8, 16, 32, 64, ...), got {width}")
+    if not 1 <= height <= width:
+        raise ValueError(f"DreamerV3's CNN takes images at most as tall as wide, got {height} x {width}")
+    block = 2 ** int(stages)
+    return int(stages), -(-height // block) * block
 
 
 class ConvEncoder(nn.Module):
-    """uint8 [N, C, H, W] -> [N, 8 depth * 4 * 4]: kernel-4 stride-2 'same' convs, depth x 2^i channels."""
+    """uint8 [N, C, H, W] -> [N, 8 depth * 4 * 4] (square images): kernel-4 stride-2 'same' convs,
+    depth x 2^i channels; a band of H < W rows is padded at the bottom first (zeros, i.e. mid-grey)."""
 
     def __init__(self, image_shape: tuple[int, int, int], depth: int, eps: float):
         super().__init__()
-        channels, size = image_shape[0], image_shape[1]
+        channels = image_shape[0]
+        stages, padded = _stages(image_shape)
+        self.pad_rows = padded - image_shape[1]
         layers: list[nn.Module] = []
-        for i in range(_stages(size)):
+        for i in range(stages):
             out = depth * 2**i
             conv = nn.Conv2d(channels, out, 4, stride=2, padding=1, bias=False)
             trunc_normal_fan_avg_(conv)
             layers += [conv, ChannelNorm(out, eps), nn.SiLU()]
             channels = out
         self.convs = nn.Sequential(*layers)
-        self.out_dim = channels * MIN_RESOLUTION**2
+        self.out_dim = channels * MIN_RESOLUTION * (padded // 2**stages)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.convs(pixels.float() / 255.0 - 0.5).flatten(1)
+        return self.convs(F.pad(pixels.float() / 255.0 - 0.5, (0, 0, 0, self.pad_rows))).flatten(1)
 
 
 class ConvDecoder(nn.Module):
     """feature [N, F] -> image mean [N, C, H, W] in [0, 1] units (a Linear to 4 x 4, then
-    transposed convs mirroring the encoder; the last one has a bias and no norm)."""
+    transposed convs mirroring the encoder; the last one has a bias and no norm). For a band of
+    H < W rows it decodes the encoder's padded height and drops the padding rows."""
 
     def __init__(self, feat_dim: int, image_shape: tuple[int, int, int], depth: int, eps: float):
         super().__init__()
-        stages = _stages(image_shape[1])
+        stages, padded = _stages(image_shape)
+        self.rows, self.min_rows = image_shape[1], padded // 2**stages
         self.channels = depth * 2 ** (stages - 1)
-        self.linear = nn.Linear(feat_dim, self.channels * MIN_RESOLUTION**2)
+        self.linear = nn.Linear(feat_dim, self.channels * self.min_rows * MIN_RESOLUTION)
         trunc_normal_fan_avg_(self.linear)
         layers: list[nn.Module] = []
         channels = self.channels
@@ -234,8 +251,8 @@ class ConvDecoder(nn.Module):
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        x = self.linear(feat).view(-1, self.channels, MIN_RESOLUTION, MIN_RESOLUTION)
-        return self.deconvs(x) + 0.5
+        x = self.linear(feat).view(-1, self.channels, self.min_rows, MIN_RESOLUTION)
+        return self.deconvs(x)[..., : self.rows, :] + 0.5
 
 
 class LayerNormGRUCell(nn.Module):
@@ -461,6 +478,8 @@ class DreamerV3(ReplayAgent):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
         if cfg.batch_size < 1 or cfg.batch_length < 2 or cfg.horizon < 1:
             raise ValueError(f"need batch_size >= 1, batch_length >= 2 and horizon >= 1, got {cfg.batch_size}, {cfg.batch_length}, {cfg.horizon}")
+        if cfg.imagine_starts < 0:
+            raise ValueError(f"imagine_starts must be >= 0 (0: every posterior state of the batch), got {cfg.imagine_starts}")
         if cfg.train_ratio <= 0 or cfg.prefill < 0 or cfg.pretrain_updates < 0:
             raise ValueError(f"need train_ratio > 0, prefill >= 0 and pretrain_updates >= 0, got {cfg.train_ratio}, {cfg.prefill}, {cfg.pretrain_updates}")
         if spec.frame_stack != 1:
@@ -495,6 +514,10 @@ class DreamerV3(ReplayAgent):
         self._obs: dict[str, torch.Tensor] | None = None
         self._episode_start: torch.Tensor | None = None
         self._latent: dict[str, tuple[LatentState, torch.Tensor] | None] = {"train": None, "eval": None}
+
+    @classmethod
+    def env_kwargs(cls, config: DreamerV3Config) -> dict:
+        return super().env_kwargs(config) | {"crop_static_rows": config.crop_static_rows}
 
     def num_parameters(self) -> dict[str, int]:
         """Trainable parameters per part (the slow critic is a copy, not counted)."""
@@ -567,8 +590,12 @@ class DreamerV3(ReplayAgent):
         with self.autocast():
             metrics, post = self.train_world_model(data)
         lap("model_update")
+        start = LatentState(post.deter.detach().flatten(0, 1), post.stoch.detach().flatten(0, 1))
+        if 0 < cfg.imagine_starts < start.deter.shape[0]:
+            chosen = torch.randperm(start.deter.shape[0], generator=self.generator)[: cfg.imagine_starts].to(self.device)
+            start = LatentState(start.deter[chosen], start.stoch[chosen])
         with self.autocast():
-            metrics |= self.train_behaviour(LatentState(post.deter.detach().flatten(0, 1), post.stoch.detach().flatten(0, 1)))
+            metrics |= self.train_behaviour(start)
         lap("behaviour_update")
         self.updates += 1
         if self.updates % cfg.slow_critic_every == 0:

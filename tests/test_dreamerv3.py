@@ -153,6 +153,22 @@ def test_parameter_counts_on_64x64_rgb_with_six_actions(size, millions):
         assert agent.wm.rssm.feature_dim == 32 * 32 + 512
 
 
+@pytest.mark.parametrize("rows, padded_min_rows", [(17, 3), (32, 4), (9, 2)])
+def test_a_band_of_rows_is_padded_for_the_encoder_and_cropped_from_the_decoder(rows, padded_min_rows):
+    """crop_static_rows gives H < W images (e.g. 33 x 64): the CNN pads them to a multiple of its
+    stride and the reconstruction has exactly the observation's shape."""
+    spec = types.SimpleNamespace(**(vars(_spec(32)) | {"image_shape": (3, rows, 32)}))
+    agent = DreamerV3(spec, DreamerV3Config(model_size="XS", image_size=32, replay_capacity=100), "cpu", 0)
+    assert agent.wm.encoder.out_dim == 24 * 4 * padded_min_rows * 4  # XS depth 24 x 2^(3 - 1) channels at the last stage
+    pixels = torch.randint(0, 256, (2, 3, rows, 32), dtype=torch.uint8)
+    embed = agent.wm.encoder(pixels)
+    assert embed.shape == (2, agent.wm.encoder.out_dim)
+    recon = agent.wm.decoder(torch.zeros(2, agent.wm.rssm.feature_dim))
+    assert recon.shape == (2, 3, rows, 32)
+    with pytest.raises(ValueError, match="as tall as wide"):
+        DreamerV3(types.SimpleNamespace(**(vars(spec) | {"image_shape": (3, 64, 32)})), DreamerV3Config(replay_capacity=100), "cpu", 0)
+
+
 # -- beyond the list: the RSSM, the replay, gradient routing ----------------------------------------
 def test_is_first_restarts_the_posterior_from_the_initial_state():
     rssm = RSSM(DreamerV3Config(), {"deter": 32, "units": 32, "depth": 8, "layers": 1}, 1, 20)
@@ -292,6 +308,26 @@ def test_open_loop_video_and_checkpoint_round_trip(trained, tmp_path):
     feat = torch.randn(4, agent.wm.rssm.feature_dim)
     torch.testing.assert_close(clone.critic(feat), agent.critic(feat))
     assert clone.updates == agent.updates and clone._collect_until == agent.agent_steps + agent.config.prefill
+
+
+def test_imagine_starts_draws_that_many_distinct_posterior_states_and_zero_takes_all(trained):
+    agent, _ = trained
+    cfg = agent.config
+    seen: list[LatentState] = []
+    original = agent.train_behaviour
+    agent.train_behaviour = lambda start: seen.append(start) or {}
+    try:
+        for starts in (0, 5):
+            cfg.imagine_starts = starts
+            agent.update()
+    finally:
+        agent.train_behaviour = original
+        cfg.imagine_starts = 0
+    assert seen[0].deter.shape[0] == cfg.batch_size * cfg.batch_length
+    assert seen[1].deter.shape[0] == 5 and seen[1].stoch.shape[0] == 5
+    assert torch.unique(seen[1].deter, dim=0).shape[0] == 5, "drawn without replacement"
+    with pytest.raises(ValueError, match="imagine_starts"):
+        DreamerV3(_spec(), DreamerV3Config(imagine_starts=-1, replay_capacity=100), "cpu", 0)
 
 
 def test_bad_configs_are_rejected_with_the_reason():
