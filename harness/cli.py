@@ -22,6 +22,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _wall_clock_point(text: str) -> tuple[str, float]:
+    """`--at 30m` -> ("30m", 1800.0); a step count or a malformed time is refused."""
+    from harness.specs import parse_budget
+
+    budget = parse_budget(text)
+    if budget.kind != "seconds":
+        raise ValueError(f"--at takes a training wall-clock such as 30m or 1.5h, got {text!r}")
+    return budget.text, budget.amount
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--machine", default="", help="extra machine description for the header")
     report.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples for the CIs (rliable)")
     report.add_argument("--normalization", default=None, metavar="JSON", help="normalisation table (default results/normalization.json)")
+    report.add_argument("--at", action="append", default=[], metavar="TIME",
+                        help="also tabulate each run's evaluation return at this training wall-clock (e.g. 30m; repeatable): "
+                             "the last evaluation at or before it, for runs that trained that long")
 
     check = sub.add_parser("check", help="rerun the reference configurations; fail when a return leaves its band")
     check.add_argument("--reference", default=None, metavar="JSON", help="default results/reference.json")
@@ -93,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--warmup", type=_positive_int, default=3)
     upd.add_argument("--profile-updates", type=int, default=5, help="updates under torch.profiler for the operator table (0: none)")
     upd.add_argument("--device", default="cpu")
+    upd.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                     help="change a config key of the preset in every case (repeatable), e.g. --override batch_size=8")
     upd.add_argument("--out", default=None, help="output folder (default results/<method>-updates-<device type>)")
 
     plan = sub.add_parser("bench-plan", help="planning throughput of a planning method (TD-MPC2's MPPI) and where its time goes")
@@ -359,6 +374,7 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
     import torch
 
     from harness.bench_updates import bench_case, write_bench
+    from harness.specs import parse_overrides
     from methods import get_method_class, resolve_method_name
     from methods.presets import load_config
 
@@ -378,7 +394,8 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
         if not hasattr(get_method_class(method), "update"):
             raise ValueError(f"{method} has no replay update to benchmark (bench-updates is for DrQ-v2-like methods)")
         model_sizes = _parse_model_sizes(get_method_class(method), args.model_sizes)
-        cases = [{"image_size": n, "supersample": 2 if n < 64 else 1} | ({"model_size": m} if m is not None else {}) | ({"precision": p} if has_precision else {})
+        fixed = parse_overrides(args.override)
+        cases = [fixed | {"image_size": n, "supersample": 2 if n < 64 else 1} | ({"model_size": m} if m is not None else {}) | ({"precision": p} if has_precision else {})
                  for n in sizes for m in model_sizes for p in precisions]  # fmt: skip
         for overrides in cases:
             load_config(method, args.task, args.preset, get_method_class(method).config_cls, overrides)
@@ -402,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         from harness.report import write_report
 
         try:
-            out = write_report(args.run_dirs, args.out, command, args.machine, args.threshold, args.reps, args.normalization)
+            at = [_wall_clock_point(text) for text in args.at]
+            out = write_report(args.run_dirs, args.out, command, args.machine, args.threshold, args.reps, args.normalization, at)
         except ValueError as err:
             parser.error(str(err))
         print(f"report written to {out}/summary.md")

@@ -130,6 +130,18 @@ def time_to_reach(run: RunRecord, threshold: float) -> tuple[float, int] | None:
     return None
 
 
+# A run stops at its first evaluation past the budget, so its last record sits a little beyond it.
+AT_TOLERANCE = 0.01
+
+
+def return_at(run: RunRecord, seconds: float) -> float | None:
+    """The evaluation return the run had after `seconds` of training: its last evaluation at or
+    before that time (1% tolerance); None when the run trained for less than that."""
+    if not run.records or run.records[-1]["train_wall_s"] < seconds * (1 - AT_TOLERANCE):
+        return None
+    return [r for r in run.records if r["train_wall_s"] <= seconds * (1 + AT_TOLERANCE)][-1]["eval_return_mean"]
+
+
 def _group(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for run in runs:
@@ -137,7 +149,8 @@ def _group(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
     return dict(sorted(groups.items()))
 
 
-def summarise(runs: list[RunRecord], norm: NormalizationTable, reps: int, threshold: float | None = None) -> list[dict]:
+def summarise(runs: list[RunRecord], norm: NormalizationTable, reps: int, threshold: float | None = None,
+              at: list[tuple[str, float]] = ()) -> list[dict]:
     rows = []
     for (task, method, config), members in _group(runs).items():
         done = sorted((m for m in members if m.complete), key=lambda m: m.spec["seed"])
@@ -180,6 +193,13 @@ def summarise(runs: list[RunRecord], norm: NormalizationTable, reps: int, thresh
         row["time_to_threshold_min"] = float(np.mean([h[0] for h in reached]) / 60.0) if reached else math.nan
         row["steps_to_threshold"] = float(np.mean([h[1] for h in reached])) if reached else math.nan
         row["_hits"] = hits
+        for label, seconds in at:
+            values = [v for v in (return_at(m, seconds) for m in done) if v is not None]
+            row[f"return_at_{label}"] = values
+            row[f"return_at_{label}_mean"] = float(np.mean(values)) if values else math.nan
+            row[f"return_at_{label}_std"] = float(np.std(values)) if values else math.nan
+            iqm_at, (low_at, high_at) = iqm_with_ci({method: np.array(values)}, reps=reps)[method] if values else (math.nan, (math.nan, math.nan))
+            row.update({f"return_at_{label}_iqm": iqm_at, f"return_at_{label}_iqm_ci_low": low_at, f"return_at_{label}_iqm_ci_high": high_at})
         rows.append(row)
     return rows
 
@@ -394,7 +414,8 @@ def _num(value: float, fmt: str = ",.0f") -> str:
 
 
 def write_report(paths: list[str | Path], out: str | Path, command: str, machine_note: str = "",
-                 threshold: float | None = None, reps: int = DEFAULT_REPS, normalization: str | Path | None = None) -> Path:
+                 threshold: float | None = None, reps: int = DEFAULT_REPS, normalization: str | Path | None = None,
+                 at: list[tuple[str, float]] = ()) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -402,7 +423,7 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
 
     runs = find_runs(paths)
     norm = load_normalization(normalization)
-    rows = summarise(runs, norm, reps, threshold)
+    rows = summarise(runs, norm, reps, threshold, at)
     if not any(r["_members"] for r in rows):
         raise ValueError("no complete run to report: " + "; ".join(f"{r['method']} {n}" for r in rows for n in r["not_complete"]))
     out = Path(out)
@@ -455,6 +476,18 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
             f"{_num(r['final_iqm_ci_high'])}] | {_num(r['final_normalized_mean'], '.2f')} | {to_threshold} | "
             f"{_num(r['env_steps_max'])} | {_num(r['s_per_1k_steps'], '.2f')} | {_num(r['s_per_iteration'], '.2f')} | {_num(r['cpu_rss_peak_mb'])} |"
         )
+    if at:
+        lines += ["", "Evaluation return at equal training wall-clock (each run's last evaluation at or before that time; "
+                  "— where a run trained for less): mean ± std, IQM [95% CI], per seed", "",
+                  "| task | method | config | " + " | ".join(f"at {label}" for label, _ in at) + " |", "|---" * (len(at) + 3) + "|"]
+        for r in rows:
+            cells = []
+            for label, _ in at:
+                values = r[f"return_at_{label}"]
+                cells.append("—" if not values else f"{_num(r[f'return_at_{label}_mean'])} ± {_num(r[f'return_at_{label}_std'])}, "
+                             f"{_num(r[f'return_at_{label}_iqm'])} [{_num(r[f'return_at_{label}_iqm_ci_low'])}, "
+                             f"{_num(r[f'return_at_{label}_iqm_ci_high'])}] ({', '.join(_num(v) for v in values)})")
+            lines.append(f"| {r['task']} | {r['method']} | {r['config']} | " + " | ".join(cells) + " |")
     lines += ["", "Per seed: final return, and time to the threshold (training minutes, env steps):", ""]
     for r in rows:
         for m, hit in zip(r["_members"], r["_hits"] or [None] * len(r["_members"])):

@@ -684,6 +684,8 @@ class DreamerV3(ReplayAgent):
             "actor_loss": float(actor_loss.detach()), "critic_loss": float(critic_loss.detach()), "actor_grad_norm": float(actor_grad),
             "critic_grad_norm": float(critic_grad), "imag_return": float(returns.detach().mean()), "imag_value": float(value.detach().mean()),
             "actor_entropy": float(entropy.detach().mean()), "actor_std": float(std.detach().mean()),
+            # |tanh(mean)| near 1 is a saturated policy: its mean's gradient vanishes (README, "DreamerV3").
+            "actor_mean_abs": float(mean.detach().abs().mean()),
         }  # fmt: skip
 
     # -- what people look at to trust a Dreamer run --------------------------------------------

@@ -138,3 +138,17 @@ def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path
                                "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "missing logger package(s): wandb" in proc.stderr
         assert not (tmp_path / "runs").exists()
+
+
+def test_return_at_a_wall_clock_takes_the_last_eval_before_it_and_skips_shorter_runs(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_run(runs, 0, [0.0, 500.0, 1600.0])  # evaluations after 0, 1 and 2 s of training
+    _fake_run(runs, 1, [0.0, 400.0, 900.0, 1700.0])  # 0 to 3 s
+    proc = _report(runs, "--out", tmp_path / "report", "--reps", "200", "--at", "1s", "--at", "2.5s")
+    assert proc.returncode == 0, proc.stderr
+    row = next(s for s in (tmp_path / "report" / "summary.md").read_text().splitlines() if s.startswith("| cartpole | dva | cpu | 4"))
+    at_1s, at_2_5s = row.split(" | ")[3:5]
+    assert at_1s.startswith("450 ± 50") and at_1s.endswith("(500, 400)"), row
+    assert at_2_5s.startswith("900 ± 0") and at_2_5s.endswith("(900) |"), "seed 0 trained 2 s only: left out at 2.5 s"
+    bad = _report(runs, "--out", tmp_path / "bad", "--at", "5k-steps")
+    assert bad.returncode == 2 and "--at takes a training wall-clock" in bad.stderr, bad.stderr
