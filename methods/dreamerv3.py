@@ -13,7 +13,8 @@ episodes; `is_first` resets the latent state there):
     termination, so a time limit keeps its bootstrap);
   - loss = image + reward + continue + 0.5 max(1, KL[sg q || p]) + 0.1 max(1, KL[q || sg p]);
     Adam lr 1e-4, eps 1e-8, global-norm clip 1000.
-Behaviour (from every posterior state of the batch, detached, 16 x 64 = 1024 starts):
+Behaviour (from every posterior state of the batch, detached, 16 x 64 = 1024 starts; or from
+`imagine_starts` of them drawn at random, a CPU-cost knob):
   - imagine 15 steps with the actor (actions reparameterised; the actor reads detached features,
     its gradient flows back through the dynamics), predict rewards, continues (gamma 0.997 times
     the continue head's mode, p > 0.5, as the official code has it: NM512 uses the probability,
@@ -33,8 +34,10 @@ at once, then train_ratio / (16 x 64) updates per agent step (512: one update pe
 
 Where this differs from the reference (README, "DreamerV3"): the observation is the env's last
 frame only (frame_stack 1, as D.Va's configuration reads only the last RGB frame of its stack);
-the `cpu` preset is smaller than the paper's S model (chosen by measurement, README); no
-torch.compile; optional bf16 autocast.
+the `cpu` preset is smaller than the paper's S model and uses DreamerV2's learning rates, 64
+imagination starts and 8 x 32 chunks (chosen by measurement, README); images may be a band of
+rows narrower than wide (`crop_static_rows`), padded inside the CNN; no torch.compile; optional
+bf16 autocast.
 """
 
 from __future__ import annotations
