@@ -142,6 +142,21 @@ def return_at(run: RunRecord, seconds: float) -> float | None:
     return [r for r in run.records if r["train_wall_s"] <= seconds * (1 + AT_TOLERANCE)][-1]["eval_return_mean"]
 
 
+def _spread(prefix: str, values: list[float], method: str, reps: int) -> dict[str, float]:
+    """`prefix`_mean, _std, _iqm, _iqm_ci_low, _iqm_ci_high over seeds (NaN when there are none)."""
+    if not values:
+        return {f"{prefix}_{k}": math.nan for k in ("mean", "std", "iqm", "iqm_ci_low", "iqm_ci_high")}
+    iqm, (low, high) = iqm_with_ci({method: np.array(values)}, reps=reps)[method]
+    return {f"{prefix}_mean": float(np.mean(values)), f"{prefix}_std": float(np.std(values)),
+            f"{prefix}_iqm": iqm, f"{prefix}_iqm_ci_low": low, f"{prefix}_iqm_ci_high": high}  # fmt: skip
+
+
+def _spread_text(row: dict, prefix: str) -> tuple[str, str]:
+    """("mean ± std", "IQM [low, high]") of a `_spread` in `row`."""
+    return (f"{_num(row[f'{prefix}_mean'])} ± {_num(row[f'{prefix}_std'])}",
+            f"{_num(row[f'{prefix}_iqm'])} [{_num(row[f'{prefix}_iqm_ci_low'])}, {_num(row[f'{prefix}_iqm_ci_high'])}]")
+
+
 def _group(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for run in runs:
@@ -163,13 +178,7 @@ def summarise(runs: list[RunRecord], norm: NormalizationTable, reps: int, thresh
                              + (f" ({m.run['failure']['message']})" if m.run.get("failure") else "") for m in not_done],
             "_members": done,
         }
-        row["final_mean"] = float(finals.mean()) if finals.size else math.nan
-        row["final_std"] = float(finals.std()) if finals.size else math.nan
-        if finals.size:
-            iqm, (low, high) = iqm_with_ci({method: finals}, reps=reps)[method]
-        else:
-            iqm, low, high = math.nan, math.nan, math.nan
-        row.update(final_iqm=iqm, final_iqm_ci_low=low, final_iqm_ci_high=high)
+        row.update(_spread("final", finals.tolist(), method, reps))
         row["final_normalized_mean"] = float(np.mean(norm.normalize(task, finals))) if finals.size and norm.has(task) else math.nan
         row["train_return_mean"] = float(np.mean([m.records[-1]["train_return_mean"] for m in done if m.records[-1].get("train_return_mean") is not None] or [math.nan]))
         row["env_steps_max"] = max((m.records[-1]["env_steps"] for m in done), default=0)
@@ -196,10 +205,7 @@ def summarise(runs: list[RunRecord], norm: NormalizationTable, reps: int, thresh
         for label, seconds in at:
             values = [v for v in (return_at(m, seconds) for m in done) if v is not None]
             row[f"return_at_{label}"] = values
-            row[f"return_at_{label}_mean"] = float(np.mean(values)) if values else math.nan
-            row[f"return_at_{label}_std"] = float(np.std(values)) if values else math.nan
-            iqm_at, (low_at, high_at) = iqm_with_ci({method: np.array(values)}, reps=reps)[method] if values else (math.nan, (math.nan, math.nan))
-            row.update({f"return_at_{label}_iqm": iqm_at, f"return_at_{label}_iqm_ci_low": low_at, f"return_at_{label}_iqm_ci_high": high_at})
+            row.update(_spread(f"return_at_{label}", values, method, reps))
         rows.append(row)
     return rows
 
@@ -472,8 +478,7 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
                         f"{_num(r['steps_to_threshold'])}") if r["threshold"] is not None else "—"
         lines.append(
             f"| {r['task']} | {r['method']} | {r['config']} | {r['budget']} | {','.join(map(str, r['seeds'])) or '—'} | "
-            f"{_num(r['final_mean'])} ± {_num(r['final_std'])} | {_num(r['final_iqm'])} [{_num(r['final_iqm_ci_low'])}, "
-            f"{_num(r['final_iqm_ci_high'])}] | {_num(r['final_normalized_mean'], '.2f')} | {to_threshold} | "
+            f"{' | '.join(_spread_text(r, 'final'))} | {_num(r['final_normalized_mean'], '.2f')} | {to_threshold} | "
             f"{_num(r['env_steps_max'])} | {_num(r['s_per_1k_steps'], '.2f')} | {_num(r['s_per_iteration'], '.2f')} | {_num(r['cpu_rss_peak_mb'])} |"
         )
     if at:
@@ -484,9 +489,7 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
             cells = []
             for label, _ in at:
                 values = r[f"return_at_{label}"]
-                cells.append("—" if not values else f"{_num(r[f'return_at_{label}_mean'])} ± {_num(r[f'return_at_{label}_std'])}, "
-                             f"{_num(r[f'return_at_{label}_iqm'])} [{_num(r[f'return_at_{label}_iqm_ci_low'])}, "
-                             f"{_num(r[f'return_at_{label}_iqm_ci_high'])}] ({', '.join(_num(v) for v in values)})")
+                cells.append("—" if not values else ", ".join(_spread_text(r, f"return_at_{label}")) + f" ({', '.join(_num(v) for v in values)})")
             lines.append(f"| {r['task']} | {r['method']} | {r['config']} | " + " | ".join(cells) + " |")
     lines += ["", "Per seed: final return, and time to the threshold (training minutes, env steps):", ""]
     for r in rows:
