@@ -44,6 +44,7 @@ def phase_names(rows: list[dict]) -> list[str]:
     return [p for p in names if any(r["phase_s_per_iteration"].get(p, 0.0) > 0 for r in rows)]
 REQUIRED_RECORD_KEYS = ("env_steps", "train_wall_s", "eval_return_mean")
 CURVE_POINTS = 60
+LOG_AXIS_SPAN = 20.0  # a curve figure's x axis turns logarithmic when run lengths differ this much
 FOCUS_METHOD = "dva"
 
 
@@ -237,14 +238,27 @@ def aggregate_scores(rows: list[dict], norm: NormalizationTable) -> tuple[dict[s
 
 
 # -- figures -----------------------------------------------------------------------------------------
+def _curve_grid(members: list, x_key: str) -> tuple[np.ndarray, bool]:
+    """The common x grid of one figure and whether its axis is logarithmic. Linear from 0 to the
+    longest run; geometric (log axis) when the shortest run ends LOG_AXIS_SPAN times earlier than the
+    longest, as on a steps axis where TD-MPC2's 10k control steps meet DAgger's 3.8M: on a linear
+    grid of CURVE_POINTS points such a run gets one point and vanishes from the figure."""
+    ends = [m.records[-1][x_key] for m in members]
+    end = max(ends)
+    if min(ends) > 0 and end / min(ends) > LOG_AXIS_SPAN:
+        first = min(r[x_key] for m in members for r in m.records if r[x_key] > 0)
+        return np.geomspace(first, end, CURVE_POINTS), True
+    return np.linspace(0.0, end, CURVE_POINTS), False
+
+
 def _curve_frame(rows: list[dict], x_key: str, scale: float):
-    """Long-form (label, seed, x, return) on one common grid per figure; a run contributes up to its own
-    last evaluation, never beyond (no extrapolation), so the right end may rest on fewer seeds."""
+    """Long-form (label, seed, x, return) on one common grid per figure (`_curve_grid`), and whether
+    its x axis is logarithmic; a run contributes up to its own last evaluation, never beyond (no
+    extrapolation), so the right end may rest on fewer seeds."""
     import pandas as pd
 
     members = [(r, m) for r in rows for m in r["_members"]]
-    end = max(m.records[-1][x_key] for _, m in members)
-    grid = np.linspace(0.0, end, CURVE_POINTS)
+    grid, log_axis = _curve_grid([m for _, m in members], x_key)
     frames = []
     for row, m in members:
         xs = np.array([r[x_key] for r in m.records], dtype=float)
@@ -252,7 +266,7 @@ def _curve_frame(rows: list[dict], x_key: str, scale: float):
         inside = grid[grid <= xs[-1] + 1e-9]
         frames.append(pd.DataFrame({"method": _label(row, rows), "task": row["task"], "seed": m.spec["seed"],
                                     "x": inside / scale, "return": np.interp(inside, xs, ys)}))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), log_axis
 
 
 def _plot_curves(rows: list[dict], out: Path) -> list[str]:
@@ -264,14 +278,16 @@ def _plot_curves(rows: list[dict], out: Path) -> list[str]:
         ("env_steps", 1e6, "environment steps [millions] (simulator control steps)", "curves_steps.png"),
         ("train_wall_s", 60.0, "training wall-clock [min] (evaluation excluded)", "curves_wallclock.png"),
     ):
-        data = _curve_frame(rows, x_key, scale)
+        data, log_axis = _curve_frame(rows, x_key, scale)
         tasks = sorted(data["task"].unique())
         fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.2), squeeze=False)
         for ax, task in zip(axes[0], tasks):
             sns.lineplot(data=data[data["task"] == task], x="x", y="return", hue="method", errorbar=("ci", 95),
                          n_boot=1000, seed=0, ax=ax)
             ax.set_title(task)
-            ax.set_xlabel(xlabel)
+            if log_axis:
+                ax.set_xscale("log")
+            ax.set_xlabel(xlabel + (", log scale" if log_axis else ""))
             ax.set_ylabel("evaluation return (mean, 95% CI over seeds)")
             ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -512,7 +528,8 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
     lines += ["", "Failed, interrupted or unfinished runs (left out of every number above): " + ("; ".join(incomplete) or "none")]
     lines += notes and ["", "Notes: " + "; ".join(notes)]
     x_ends = {f"{_label(r, rows)}": sorted(m.records[-1]["env_steps"] for m in r["_members"]) for r in rows if r["_members"]}
-    lines += ["", f"Curves: seeds are interpolated onto a common grid of {CURVE_POINTS} points up to the longest run; a run "
+    lines += ["", f"Curves: seeds are interpolated onto a common grid of {CURVE_POINTS} points up to the longest run (geometric "
+              f"from the first evaluation after 0, on a log axis, where the shortest run ends over {LOG_AXIS_SPAN:g}x earlier than the longest); a run "
               "contributes up to its last evaluation only, so where runs end at different points the right end rests on fewer "
               "seeds (last env steps per seed: " + "; ".join(f"{k}: {', '.join(f'{s:,}' for s in v)}" for k, v in x_ends.items()) + ").", ""]
     lines += [f"![{f}]({f})" for f in figures]

@@ -152,3 +152,34 @@ def test_return_at_a_wall_clock_takes_the_last_eval_before_it_and_skips_shorter_
     assert at_2_5s.startswith("900 ± 0") and at_2_5s.endswith("(900) |"), "seed 0 trained 2 s only: left out at 2.5 s"
     bad = _report(runs, "--out", tmp_path / "bad", "--at", "5k-steps")
     assert bad.returncode == 2 and "--at takes a training wall-clock" in bad.stderr, bad.stderr
+
+
+def _curve_rows(ends: dict[str, int]) -> list[dict]:
+    """Report rows with one run each, evaluated every ends/8 steps from 0 to its end."""
+    from types import SimpleNamespace
+
+    return [{"method": method, "config": "cpu", "task": "cartpole",
+             "_members": [SimpleNamespace(spec={"seed": 0}, records=[{"env_steps": int(e), "eval_return_mean": float(i)}
+                                                                     for i, e in enumerate(np.linspace(0, end, 9))])]}
+            for method, end in ends.items()]  # fmt: skip
+
+
+def test_curves_of_very_different_lengths_share_a_log_grid_so_the_short_run_stays_visible():
+    from harness.report import _curve_frame
+
+    data, log_axis = _curve_frame(_curve_rows({"tdmpc2": 10_000, "dagger": 3_800_000}), "env_steps", 1.0)
+    short = data[data["method"] == "tdmpc2"]
+    assert log_axis
+    assert len(short) >= 10  # on a linear grid of 60 points it would get one point, at 0
+    assert short["x"].min() == pytest.approx(1_250)  # the grid starts at the first evaluation after 0
+    assert short["x"].max() <= 10_000 and data["x"].max() == pytest.approx(3_800_000)  # no extrapolation
+    # between evaluations the curve is interpolated: step 5,000 is eval index 4
+    assert np.interp(5_000, short["x"], short["return"]) == pytest.approx(4.0, abs=0.05)
+
+
+def test_curves_of_similar_lengths_keep_a_linear_grid_from_zero():
+    from harness.report import CURVE_POINTS, _curve_frame
+
+    data, log_axis = _curve_frame(_curve_rows({"dva": 2_000_000, "shac-state": 700_000}), "env_steps", 1.0)
+    assert not log_axis
+    assert data["x"].min() == 0.0 and len(data[data["method"] == "dva"]) == CURVE_POINTS
