@@ -634,19 +634,33 @@ class DreamerV3(ReplayAgent):
         self.model_optim.step()
         return metrics, post
 
-    def imagine(self, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def imagine(self, start: LatentState, act=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Roll the prior `horizon` steps with the actor from `start` [N]: features [H+1, N, F], and
         the actor's (mean, std) at the H states it acted in [H, N, A]. The actor reads detached
-        features; its sampled actions carry the gradient into the dynamics."""
+        features; its sampled actions carry the gradient into the dynamics. `act(mean, std,
+        generator)` replaces the sampled action (the saturation probe in results/ compares fixed
+        actions with the actor's)."""
+        act = act or Actor.sample
         state = start
         feats, means, stds = [state.feature()], [], []
         for _ in range(self.config.horizon):
             mean, std = self.actor(feats[-1].detach())
-            state, _ = self.wm.rssm.prior_step(state, Actor.sample(mean, std, self.train_generator), self.train_generator)
+            state, _ = self.wm.rssm.prior_step(state, act(mean, std, self.train_generator), self.train_generator)
             feats.append(state.feature())
             means.append(mean)
             stds.append(std)
         return torch.stack(feats), torch.stack(means), torch.stack(stds)
+
+    def imagined_returns(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rewards [H, N], discounts [H+1, N], values [H+1, N] and lambda-returns [H, N] of imagined
+        features [H+1, N, F]."""
+        reward = self.two_hot.decode(self.wm.reward(feat[1:]))  # r_t of the transition into state t
+        # The continue head's mode (p > 0.5), as the official code does: no gradient through the
+        # predicted end of an episode, which would otherwise reward the actor for ending episodes
+        # whose imagined values are negative (CartPole's early termination does exactly that).
+        discount = self.config.discount * (self.wm.cont(feat).squeeze(-1).float() > 0).float()
+        value = self.two_hot.decode(self.critic(feat))
+        return reward, discount, value, lambda_returns(reward, value, discount[1:], self.config.return_lambda)
 
     def train_behaviour(self, start: LatentState) -> dict[str, float]:
         cfg = self.config
@@ -654,13 +668,7 @@ class DreamerV3(ReplayAgent):
         self.critic.requires_grad_(False)
         try:
             feat, mean, std = self.imagine(start)
-            reward = self.two_hot.decode(self.wm.reward(feat[1:]))  # r_t of the transition into state t
-            # The continue head's mode (p > 0.5), as the official code does: no gradient through the
-            # predicted end of an episode, which would otherwise reward the actor for ending episodes
-            # whose imagined values are negative (CartPole's early termination does exactly that).
-            discount = cfg.discount * (self.wm.cont(feat).squeeze(-1).float() > 0).float()
-            value = self.two_hot.decode(self.critic(feat))  # [H+1, N]
-            returns = lambda_returns(reward, value, discount[1:], cfg.return_lambda)  # [H, N]
+            _, discount, value, returns = self.imagined_returns(feat)
             weights = torch.cumprod(torch.cat([torch.ones_like(discount[:1]), discount[:-1]]), 0).detach()
             self.return_scale.update(returns)
             advantage = (returns - value[:-1]) / self.return_scale.scale

@@ -2,57 +2,64 @@
 the actor, not in the model"). Runs one deterministic evaluation episode per env (4 envs) with the
 checkpoint, prints the actor's pre-tanh mean over the states visited until each env's first episode
 end, then the model's imagined lambda-return (horizon 15, one fixed noise draw) from those
-posterior states under the actor and under fixed actions.
+posterior states under the actor and under fixed actions, through the agent's own `imagine` and
+`imagined_returns`.
 
 Usage, from the repository root: python results/dreamerv3-saturation-cpu/probe.py RUN_FOLDER
 (RUN_FOLDER holds checkpoint.pt of a `cpu`-preset cartpole run)."""
-import sys, torch
-sys.path.insert(0, '.')
-torch.set_num_threads(1)
-import envs
-from methods.presets import load_config
-from methods.dreamerv3 import DreamerV3, Actor, LatentState, lambda_returns
-run = sys.argv[1]
-cfg = load_config('dreamerv3', 'cartpole', 'cpu', DreamerV3.config_cls, {})
-env = envs.make('cartpole', device='cpu', seed=0, **DreamerV3.env_kwargs(cfg))
-agent = DreamerV3(env.spec, cfg, 'cpu', 0)
-ck = torch.load(run + '/checkpoint.pt', weights_only=False)
-agent.load_state_dict(ck['method'])
-agent.on_eval_start()
-obs = env.reset()
-pre, states, rews, dones = [], [], [], []
-for t in range(240):
-    a = agent.act(obs)
-    st, _ = agent._latent['eval']
-    with torch.no_grad():
-        raw = agent.actor.net(st.feature()).chunk(2, -1)[0]
-    pre.append(raw.squeeze(-1)); states.append(st)
-    obs, r, done, info = env.step(a)
-    alive = ~torch.stack(dones).any(0) if dones else torch.ones_like(done)
-    rews.append(r * alive); dones.append(done)
-    if bool(torch.stack(dones).any(0).all()): break
-pre = torch.stack(pre)
-print('steps', len(pre), 'pre-tanh mean: min %.2f max %.2f mean %.2f' % (pre.min(), pre.max(), pre.mean()))
-print('episode returns', torch.stack(rews).sum(0))
-start = LatentState(torch.cat([s.deter for s in states]), torch.cat([s.stoch for s in states]))
-H = cfg.horizon
-def imagine_value(policy):
-    g = torch.Generator().manual_seed(5)
-    s = start; feats = [s.feature()]
-    for _ in range(H):
-        mean, std = agent.actor(feats[-1])
-        a = policy(mean, std, g)
-        s, _ = agent.wm.rssm.prior_step(s, a, g)
-        feats.append(s.feature())
-    feat = torch.stack(feats)
-    rew = agent.two_hot.decode(agent.wm.reward(feat[1:]))
-    disc = cfg.discount * (agent.wm.cont(feat).squeeze(-1) > 0).float()
-    val = agent.two_hot.decode(agent.critic(feat))
-    ret = lambda_returns(rew, val, disc[1:], cfg.return_lambda)
-    return ret[0].mean().item(), rew.mean().item(), val[0].mean().item(), (disc[1:] == 0).float().mean().item()
-with torch.no_grad():
-    for name, pol in [('actor sample', lambda m, s, g: Actor.sample(m, s, g)), ('actor mean', lambda m, s, g: m),
-                      ('a=+1', lambda m, s, g: torch.ones_like(m)), ('a=-1', lambda m, s, g: -torch.ones_like(m)), ('a=0', lambda m, s, g: torch.zeros_like(m)),
-                      ('a=mean*0.3', lambda m, s, g: 0.3 * m), ('a=N(0,0.3)', lambda m, s, g: (0.3*torch.randn(m.shape, generator=g)).clamp(-1,1))]:
-        R, r, v, term = imagine_value(pol)
-        print(f'{name:12s} R0 {R:9.2f}  mean imag reward {r:8.2f}  v0 {v:8.2f}  imagined terminal frac {term:.3f}')
+
+import sys
+
+import torch
+
+sys.path.insert(0, ".")
+import envs  # noqa: E402
+from methods.dreamerv3 import Actor, DreamerV3, LatentState  # noqa: E402
+from methods.presets import load_config  # noqa: E402
+
+POLICIES = {
+    "actor sample": Actor.sample,
+    "actor mean": lambda mean, std, g: mean,
+    "a=+1": lambda mean, std, g: torch.ones_like(mean),
+    "a=-1": lambda mean, std, g: -torch.ones_like(mean),
+    "a=0": lambda mean, std, g: torch.zeros_like(mean),
+    "a=mean*0.3": lambda mean, std, g: 0.3 * mean,
+    "a=N(0,0.3)": lambda mean, std, g: (0.3 * torch.randn(mean.shape, generator=g)).clamp(-1, 1),
+}
+
+
+@torch.no_grad()
+def main(run: str) -> None:
+    torch.set_num_threads(1)
+    cfg = load_config("dreamerv3", "cartpole", "cpu", DreamerV3.config_cls, {})
+    env = envs.make("cartpole", device="cpu", seed=0, **DreamerV3.env_kwargs(cfg))
+    agent = DreamerV3(env.spec, cfg, "cpu", 0)
+    agent.load_state_dict(torch.load(run + "/checkpoint.pt", weights_only=False)["method"])
+    agent.on_eval_start()
+    obs = env.reset()
+    pre_tanh, states, rewards = [], [], []
+    ended = torch.zeros(env.spec.num_envs, dtype=torch.bool)
+    for _ in range(env.spec.episode_length):
+        action = agent.act(obs)
+        state, _ = agent._latent["eval"]
+        pre_tanh.append(agent.actor.net(state.feature()).chunk(2, -1)[0].squeeze(-1))
+        states.append(state)
+        obs, reward, done, _ = env.step(action)
+        rewards.append(reward * ~ended)
+        ended |= done
+        if bool(ended.all()):
+            break
+    pre_tanh = torch.stack(pre_tanh)
+    print("steps", len(pre_tanh), "pre-tanh mean: min %.2f max %.2f mean %.2f" % (pre_tanh.min(), pre_tanh.max(), pre_tanh.mean()))
+    print("episode returns", torch.stack(rewards).sum(0))
+    start = LatentState(torch.cat([s.deter for s in states]), torch.cat([s.stoch for s in states]))
+    for name, act in POLICIES.items():
+        agent.train_generator.manual_seed(5)
+        feat, _, _ = agent.imagine(start, act)
+        reward, discount, value, returns = agent.imagined_returns(feat)
+        print(f"{name:12s} R0 {returns[0].mean().item():9.2f}  mean imag reward {reward.mean().item():8.2f}  "
+              f"v0 {value[0].mean().item():8.2f}  imagined terminal frac {(discount[1:] == 0).float().mean().item():.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
