@@ -22,7 +22,9 @@ Behaviour (from every posterior state of the batch, detached, 16 x 64 = 1024 sta
   - lambda-returns (lambda 0.95) bootstrapped with the online critic; weights: the cumulative
     product of the predicted discounts;
   - actor loss: -weights * ((R - v) / S + 3e-4 entropy), S = max(1, EMA(P95) - EMA(P5)) of the
-    returns (decay 0.99); the baseline v is not detached, as in the reference;
+    returns (decay 0.99); the baseline v is not detached, as in the reference. `actor_grad:
+    reinforce` is the Nature version's estimator instead: -weights * (sg((R - v) / S) log pi(a) +
+    3e-4 entropy) on a rollout without gradient;
   - critic: two-hot cross-entropy to R (detached) plus 1 x cross-entropy to the slow critic's
     prediction, the slow critic an EMA of the critic (mix 0.02 per update); Adam lr 3e-5, eps
     1e-5, clip 100 for both.
@@ -36,8 +38,11 @@ Where this differs from the reference (README, "DreamerV3"): the observation is 
 frame only (frame_stack 1, as D.Va's configuration reads only the last RGB frame of its stack);
 the `cpu` preset is smaller than the paper's S model and uses DreamerV2's learning rates, 64
 imagination starts and 8 x 32 chunks (chosen by measurement, README); images may be a band of
-rows narrower than wide (`crop_static_rows`), padded inside the CNN; no torch.compile; optional
-bf16 autocast.
+rows narrower than wide (`crop_static_rows`), padded inside the CNN; the `cpu` preset adds a
+penalty 1e-3 * mean(mu^2) on the actor's pre-tanh mean (`actor_mean_reg`, as the original SAC code
+has): without it an untrained model's tiny but consistent gradient, which Adam scales up to full
+steps, saturates tanh(mu) within ~20-100 updates and CartPole's early termination keeps it there;
+no torch.compile; optional bf16 autocast.
 """
 
 from __future__ import annotations
@@ -102,6 +107,15 @@ class DreamerV3Config:
     discount: float = 0.997
     return_lambda: float = 0.95
     actor_entropy: float = 3e-4
+    # How the actor's gradient is estimated. "dynamics" (the v1 paper and the NM512 port for
+    # continuous actions): backpropagate the normalised advantage through the imagined dynamics.
+    # "reinforce" (the Nature 2025 version, for all action spaces): the score function of the
+    # sampled actions times the normalised advantage, with the rollout itself free of gradients.
+    actor_grad: str = "dynamics"
+    # Weight of a penalty on the squared pre-tanh mean, mean over states of sum(mu^2) (0: none, as in
+    # the reference; the `cpu` preset uses 1e-3, as the original SAC code did). It keeps tanh(mu)
+    # out of saturation while the model's gradient is still noise (README, "DreamerV3").
+    actor_mean_reg: float = 0.0
     return_norm_decay: float = 0.99
     return_norm_low: float = 0.05
     return_norm_high: float = 0.95
@@ -401,13 +415,32 @@ class Actor(nn.Module):
         self.min_std, self.max_std = cfg.actor_min_std, cfg.actor_max_std
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pre_tanh_mean, std = self.pre_tanh(feat)
+        return torch.tanh(pre_tanh_mean), std
+
+    def pre_tanh(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean before its tanh, and the std."""
         mean, std = self.net(feat).float().chunk(2, -1)
-        return torch.tanh(mean), (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std
+        return mean, (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std
 
     @staticmethod
-    def sample(mean: torch.Tensor, std: torch.Tensor, generator=None) -> torch.Tensor:
-        action = mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
+    def draw(mean: torch.Tensor, std: torch.Tensor, generator=None) -> torch.Tensor:
+        """An unbounded sample of N(mean, std): what REINFORCE scores."""
+        return mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
+
+    @staticmethod
+    def bound(action: torch.Tensor) -> torch.Tensor:
+        """Scale a sample into [-1, 1] by a detached factor (the action the env or model receives)."""
         return action * (1.0 / action.abs().clamp(min=1.0)).detach()
+
+    @classmethod
+    def sample(cls, mean: torch.Tensor, std: torch.Tensor, generator=None) -> torch.Tensor:
+        return cls.bound(cls.draw(mean, std, generator))
+
+    @staticmethod
+    def log_prob(mean: torch.Tensor, std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log N(action; mean, std) summed over action dimensions."""
+        return (-0.5 * ((action - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     @staticmethod
     def entropy(std: torch.Tensor) -> torch.Tensor:
@@ -481,6 +514,10 @@ class DreamerV3(ReplayAgent):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
         if cfg.batch_size < 1 or cfg.batch_length < 2 or cfg.horizon < 1:
             raise ValueError(f"need batch_size >= 1, batch_length >= 2 and horizon >= 1, got {cfg.batch_size}, {cfg.batch_length}, {cfg.horizon}")
+        if cfg.actor_grad not in ("dynamics", "reinforce"):
+            raise ValueError(f"actor_grad must be 'dynamics' or 'reinforce', got {cfg.actor_grad!r}")
+        if cfg.actor_mean_reg < 0:
+            raise ValueError(f"actor_mean_reg must be >= 0 (0: no penalty on the pre-tanh mean), got {cfg.actor_mean_reg}")
         if cfg.imagine_starts < 0:
             raise ValueError(f"imagine_starts must be >= 0 (0: every posterior state of the batch), got {cfg.imagine_starts}")
         if cfg.train_ratio <= 0 or cfg.prefill < 0 or cfg.pretrain_updates < 0:
@@ -667,13 +704,30 @@ class DreamerV3(ReplayAgent):
         self.wm.requires_grad_(False)  # gradients reach the actor through the model, not into it
         self.critic.requires_grad_(False)
         try:
-            feat, mean, std = self.imagine(start)
+            if cfg.actor_grad == "reinforce":
+                drawn: list[torch.Tensor] = []
+
+                def draw_and_bound(mean: torch.Tensor, std: torch.Tensor, generator) -> torch.Tensor:
+                    drawn.append(Actor.draw(mean, std, generator))
+                    return Actor.bound(drawn[-1])
+
+                with torch.no_grad():
+                    feat, _, _ = self.imagine(start, draw_and_bound)
+                mean, std = self.actor(feat[:-1])
+            else:
+                feat, mean, std = self.imagine(start)
             _, discount, value, returns = self.imagined_returns(feat)
             weights = torch.cumprod(torch.cat([torch.ones_like(discount[:1]), discount[:-1]]), 0).detach()
             self.return_scale.update(returns)
             advantage = (returns - value[:-1]) / self.return_scale.scale
+            if cfg.actor_grad == "reinforce":
+                # Score function of the drawn (unbounded) samples; the bound is part of the env.
+                advantage = advantage.detach() * Actor.log_prob(mean, std, torch.stack(drawn))
             entropy = Actor.entropy(std)
             actor_loss = -(weights[:-1] * (advantage + cfg.actor_entropy * entropy)).mean()
+            if cfg.actor_mean_reg > 0:
+                pre_tanh_mean = self.actor.pre_tanh(feat[:-1].detach())[0]
+                actor_loss = actor_loss + cfg.actor_mean_reg * pre_tanh_mean.square().sum(-1).mean()
         finally:
             self.wm.requires_grad_(True)
             self.critic.requires_grad_(True)
@@ -696,7 +750,7 @@ class DreamerV3(ReplayAgent):
             "critic_grad_norm": float(critic_grad), "imag_return": float(returns.detach().mean()), "imag_value": float(value.detach().mean()),
             "actor_entropy": float(entropy.detach().mean()), "actor_std": float(std.detach().mean()),
             # |tanh(mean)| near 1 is a saturated policy: its mean's gradient vanishes (README, "DreamerV3").
-            "actor_mean_abs": float(mean.detach().abs().mean()),
+            "actor_mean_abs": float(mean.detach().abs().mean()), "actor_mean": float(mean.detach().mean()),
         }  # fmt: skip
 
     # -- what people look at to trust a Dreamer run --------------------------------------------

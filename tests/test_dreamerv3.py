@@ -3,6 +3,8 @@ the open-loop reconstruction and the harness wiring."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 import types
@@ -201,7 +203,16 @@ def test_chunks_cross_episodes_and_mark_their_first_steps():
     assert ((batch.discount == 0) == (frame == 14)).all()  # the one termination, nothing else
 
 
-def test_behaviour_gradient_reaches_the_actor_through_the_dynamics_but_not_the_model(trained):
+@pytest.fixture(params=["dynamics", "reinforce"])
+def actor_grad(request, trained):
+    """Run a test on the trained agent with each actor-gradient estimator, then restore it."""
+    agent, _ = trained
+    previous, agent.config.actor_grad = agent.config.actor_grad, request.param
+    yield request.param
+    agent.config.actor_grad = previous
+
+
+def test_behaviour_gradient_reaches_the_actor_but_not_the_model(trained, actor_grad):
     agent, _ = trained
     initial = agent.wm.rssm.initial(8)
     start = LatentState(initial.deter.detach().clone(), initial.stoch.detach().clone())  # as update() passes them
@@ -259,6 +270,84 @@ def test_imagined_episode_ends_use_the_continue_mode_so_the_actor_gets_no_gradie
     assert any(float(g.abs().max()) > 0 for g in reference)
     for a, b in zip(reference, doubled):
         torch.testing.assert_close(a, b)
+
+
+@contextlib.contextmanager
+def _behaviour_state_restored(agent):
+    """Let a test take real behaviour steps, then put the actor, critic, their optimisers and the
+    return scale back as they were (the module-scoped agent is shared)."""
+    state = copy.deepcopy((agent.actor.state_dict(), agent.actor_optim.state_dict(), agent.critic.state_dict(),
+                           agent.critic_optim.state_dict(), agent.return_scale.values.clone()))  # fmt: skip
+    try:
+        yield
+    finally:
+        agent.actor.load_state_dict(state[0]), agent.actor_optim.load_state_dict(state[1])
+        agent.critic.load_state_dict(state[2]), agent.critic_optim.load_state_dict(state[3])
+        agent.return_scale.values.copy_(state[4])
+
+
+def test_actor_follows_the_advantage_with_either_gradient_estimator(trained, actor_grad, monkeypatch):
+    """Make the imagined return of each step the action drawn there (x 10): both estimators must
+    raise the actor's mean, dynamics backprop through the drawn action's reparameterisation and
+    REINFORCE through its score function alone (without the log-probability it sees only entropy)."""
+    agent, _ = trained
+    drawn: list[torch.Tensor] = []
+    draw = Actor.draw
+    monkeypatch.setattr(Actor, "draw", staticmethod(lambda mean, std, generator=None: drawn.append(draw(mean, std, generator)) or drawn[-1]))
+
+    def returns_are_the_drawn_actions(feat):
+        steps = torch.stack(drawn[-agent.config.horizon :])[..., 0]
+        zeros = torch.zeros_like(feat[..., 0])
+        return zeros[1:], torch.full_like(zeros, agent.config.discount), zeros, 10.0 * steps
+
+    monkeypatch.setattr(agent, "imagined_returns", returns_are_the_drawn_actions)
+    initial = agent.wm.rssm.initial(64)
+    start = LatentState(initial.deter.detach().clone(), initial.stoch.detach().clone())
+    with _behaviour_state_restored(agent):
+        before = agent.actor(start.feature())[0].mean()
+        for _ in range(10):
+            agent.train_behaviour(start)
+        after = agent.actor(start.feature())[0].mean()
+    assert float(after) > float(before) + 1e-3, (actor_grad, float(before), float(after))
+
+
+@pytest.mark.parametrize("mean_reg", [0.0, 1e-2])
+def test_the_pre_tanh_mean_penalty_pulls_a_saturated_mean_back_and_nothing_else_does(trained, monkeypatch, mean_reg):
+    """With imagined returns that do not depend on the action (zero advantage), only the penalty on
+    the squared pre-tanh mean moves a saturated mean; without it the mean stays where it is."""
+    agent, _ = trained
+
+    def flat_returns(feat):
+        zeros = torch.zeros_like(feat[..., 0])
+        return zeros[1:], torch.full_like(zeros, agent.config.discount), zeros, zeros[1:]
+
+    monkeypatch.setattr(agent, "imagined_returns", flat_returns)
+    monkeypatch.setattr(agent.config, "actor_mean_reg", mean_reg)
+    monkeypatch.setattr(agent.config, "actor_entropy", 0.0)  # the std head shares the hidden layers
+    out_layer = [m for m in agent.actor.modules() if isinstance(m, torch.nn.Linear)][-1]
+    initial = agent.wm.rssm.initial(16)
+    start = LatentState(initial.deter.detach().clone(), initial.stoch.detach().clone())
+    with _behaviour_state_restored(agent):
+        with torch.no_grad():
+            out_layer.bias[: agent.action_dim] += 5.0  # pre-tanh mean near 5: tanh' < 2e-4
+        agent.actor_optim.state.clear()  # no momentum from earlier updates: only this loss moves it
+        before = agent.actor.pre_tanh(start.feature())[0].mean()
+        for _ in range(10):
+            agent.train_behaviour(start)
+        after = agent.actor.pre_tanh(start.feature())[0].mean()
+    if mean_reg:
+        assert float(after) < float(before) - 1e-3
+    else:
+        torch.testing.assert_close(after, before)
+
+
+def test_reinforce_scores_the_unbounded_draw_with_the_gaussian_log_density():
+    mean, std = torch.tensor([[0.3, -0.9]]), torch.tensor([[0.2, 0.7]])
+    action = torch.tensor([[1.4, -2.5]])  # outside [-1, 1]: the draw, not the bounded action
+    expected = torch.distributions.Normal(mean, std).log_prob(action).sum(-1)
+    torch.testing.assert_close(Actor.log_prob(mean, std, action), expected)
+    torch.testing.assert_close(Actor.sample(mean, std, torch.Generator().manual_seed(4)),
+                               Actor.bound(Actor.draw(mean, std, torch.Generator().manual_seed(4))))  # fmt: skip
 
 
 def test_actor_samples_stay_in_bounds_with_gradient_and_std_in_range():
@@ -333,6 +422,10 @@ def test_imagine_starts_draws_that_many_distinct_posterior_states_and_zero_takes
 def test_bad_configs_are_rejected_with_the_reason():
     with pytest.raises(ValueError, match="4 \\* 2\\^k"):
         DreamerV3(_spec(48), DreamerV3Config(image_size=48, replay_capacity=100), "cpu", 0)
+    with pytest.raises(ValueError, match="actor_grad"):
+        DreamerV3(_spec(), DreamerV3Config(actor_grad="straight-through", replay_capacity=100), "cpu", 0)
+    with pytest.raises(ValueError, match="actor_mean_reg"):
+        DreamerV3(_spec(), DreamerV3Config(actor_mean_reg=-1e-3, replay_capacity=100), "cpu", 0)
     with pytest.raises(ValueError, match="model_size"):
         DreamerV3(_spec(), DreamerV3Config(model_size="XXL", replay_capacity=100), "cpu", 0)
     with pytest.raises(ValueError, match="frame_stack"):

@@ -42,7 +42,7 @@ def main(run: str) -> None:
     for _ in range(env.spec.episode_length):
         action = agent.act(obs)
         state, _ = agent._latent["eval"]
-        pre_tanh.append(agent.actor.net(state.feature()).chunk(2, -1)[0].squeeze(-1))
+        pre_tanh.append(agent.actor.pre_tanh(state.feature())[0].squeeze(-1))
         states.append(state)
         obs, reward, done, _ = env.step(action)
         rewards.append(reward * ~ended)
