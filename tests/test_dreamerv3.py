@@ -304,10 +304,10 @@ def test_actor_follows_the_advantage_with_either_gradient_estimator(trained, act
     initial = agent.wm.rssm.initial(64)
     start = LatentState(initial.deter.detach().clone(), initial.stoch.detach().clone())
     with _behaviour_state_restored(agent):
-        before = agent.actor(start.feature())[0].mean()
+        before = agent.actor(start.feature())[0].mean().detach()
         for _ in range(10):
             agent.train_behaviour(start)
-        after = agent.actor(start.feature())[0].mean()
+        after = agent.actor(start.feature())[0].mean().detach()
     assert float(after) > float(before) + 1e-3, (actor_grad, float(before), float(after))
 
 
@@ -331,10 +331,10 @@ def test_the_pre_tanh_mean_penalty_pulls_a_saturated_mean_back_and_nothing_else_
         with torch.no_grad():
             out_layer.bias[: agent.action_dim] += 5.0  # pre-tanh mean near 5: tanh' < 2e-4
         agent.actor_optim.state.clear()  # no momentum from earlier updates: only this loss moves it
-        before = agent.actor.pre_tanh(start.feature())[0].mean()
+        before = agent.actor.pre_tanh(start.feature())[0].mean().detach()
         for _ in range(10):
             agent.train_behaviour(start)
-        after = agent.actor.pre_tanh(start.feature())[0].mean()
+        after = agent.actor.pre_tanh(start.feature())[0].mean().detach()
     if mean_reg:
         assert float(after) < float(before) - 1e-3
     else:
