@@ -673,20 +673,21 @@ class DreamerV3(ReplayAgent):
 
     def imagine(self, start: LatentState, act=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Roll the prior `horizon` steps with the actor from `start` [N]: features [H+1, N, F], and
-        the actor's (mean, std) at the H states it acted in [H, N, A]. The actor reads detached
-        features; its sampled actions carry the gradient into the dynamics. `act(mean, std,
-        generator)` replaces the sampled action (the saturation probe in results/ compares fixed
+        the actor's pre-tanh mean and std at the H states it acted in [H, N, A] (the pre-tanh mean
+        so that `actor_mean_reg` needs no second actor pass). The actor reads detached features;
+        its sampled actions carry the gradient into the dynamics. `act(mean, std, generator)`, given
+        tanh(mean), replaces the sampled action (the saturation probe in results/ compares fixed
         actions with the actor's)."""
         act = act or Actor.sample
         state = start
-        feats, means, stds = [state.feature()], [], []
+        feats, pre_tanh_means, stds = [state.feature()], [], []
         for _ in range(self.config.horizon):
-            mean, std = self.actor(feats[-1].detach())
-            state, _ = self.wm.rssm.prior_step(state, act(mean, std, self.train_generator), self.train_generator)
+            pre_tanh_mean, std = self.actor.pre_tanh(feats[-1].detach())
+            state, _ = self.wm.rssm.prior_step(state, act(torch.tanh(pre_tanh_mean), std, self.train_generator), self.train_generator)
             feats.append(state.feature())
-            means.append(mean)
+            pre_tanh_means.append(pre_tanh_mean)
             stds.append(std)
-        return torch.stack(feats), torch.stack(means), torch.stack(stds)
+        return torch.stack(feats), torch.stack(pre_tanh_means), torch.stack(stds)
 
     def imagined_returns(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rewards [H, N], discounts [H+1, N], values [H+1, N] and lambda-returns [H, N] of imagined
@@ -713,9 +714,10 @@ class DreamerV3(ReplayAgent):
 
                 with torch.no_grad():
                     feat, _, _ = self.imagine(start, draw_and_bound)
-                mean, std = self.actor(feat[:-1])
+                pre_tanh_mean, std = self.actor.pre_tanh(feat[:-1])
             else:
-                feat, mean, std = self.imagine(start)
+                feat, pre_tanh_mean, std = self.imagine(start)
+            mean = torch.tanh(pre_tanh_mean)
             _, discount, value, returns = self.imagined_returns(feat)
             weights = torch.cumprod(torch.cat([torch.ones_like(discount[:1]), discount[:-1]]), 0).detach()
             self.return_scale.update(returns)
@@ -726,7 +728,6 @@ class DreamerV3(ReplayAgent):
             entropy = Actor.entropy(std)
             actor_loss = -(weights[:-1] * (advantage + cfg.actor_entropy * entropy)).mean()
             if cfg.actor_mean_reg > 0:
-                pre_tanh_mean = self.actor.pre_tanh(feat[:-1].detach())[0]
                 actor_loss = actor_loss + cfg.actor_mean_reg * pre_tanh_mean.square().sum(-1).mean()
         finally:
             self.wm.requires_grad_(True)
