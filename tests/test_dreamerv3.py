@@ -204,12 +204,10 @@ def test_chunks_cross_episodes_and_mark_their_first_steps():
 
 
 @pytest.fixture(params=["dynamics", "reinforce"])
-def actor_grad(request, trained):
-    """Run a test on the trained agent with each actor-gradient estimator, then restore it."""
-    agent, _ = trained
-    previous, agent.config.actor_grad = agent.config.actor_grad, request.param
-    yield request.param
-    agent.config.actor_grad = previous
+def actor_grad(request, trained, monkeypatch):
+    """Run a test on the trained agent with each actor-gradient estimator (restored afterwards)."""
+    monkeypatch.setattr(trained[0].config, "actor_grad", request.param)
+    return request.param
 
 
 def test_behaviour_gradient_reaches_the_actor_but_not_the_model(trained, actor_grad):

@@ -11,10 +11,10 @@ e.g. `... trace.py 1 200 actor_mean_reg=0` (the `cpu` preset without the pre-tan
 import sys
 
 import torch
-import yaml
 
 sys.path.insert(0, ".")
 import envs  # noqa: E402
+from harness.specs import parse_overrides  # noqa: E402
 from methods.dreamerv3 import DreamerV3  # noqa: E402
 from methods.presets import load_config  # noqa: E402
 
@@ -42,4 +42,4 @@ def main(seed: int, updates: int, overrides: dict) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in sys.argv[3:])})
+    main(int(sys.argv[1]), int(sys.argv[2]), parse_overrides(sys.argv[3:]))
