@@ -61,6 +61,7 @@ class PlanarTask(ContactTask):
         return self.limbs[0].origin[1]
 
     def build_world(self, builder: newton.ModelBuilder) -> None:
+        first_shape = len(builder.shape_type)
         volume = sum(c.volume for limb in self.limbs for c in limb.capsules)
         density = 1000.0 if self.total_mass is None else self.total_mass / volume
         shape = newton.ModelBuilder.ShapeConfig(density=density, **self.contact)
@@ -107,6 +108,13 @@ class PlanarTask(ContactTask):
         for dof in range(builder.joint_dof_count - self.action_dim, builder.joint_dof_count):
             builder.joint_damping[dof] = self.joint_damping
         builder.add_articulation(joints, label=self.name)
+        # No self-collision, as in the paper's dflex (ground contact only) and the free-root tasks'
+        # import: a contact between two moving limbs has a normal that turns with both, which the
+        # step's constant contact geometry (envs/newton_bridge.py) would leave out of the gradient.
+        robot = range(first_shape, len(builder.shape_type))
+        for i in robot:
+            for j in range(i + 1, robot.stop):
+                builder.add_shape_collision_filter_pair(i, j)
         self.add_ground(builder)
 
     def initial_state(self, n: int, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
