@@ -55,6 +55,8 @@ class DiffVisualEnv:
         self.pixel_grad = render == "differentiable" and pixel_grad
         self.task = task
         self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available to this torch ({torch.__version__}); use device='cpu'")
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device(self.device.type, torch.cuda.current_device())
         self.num_envs = num_envs
@@ -127,18 +129,26 @@ class DiffVisualEnv:
             self._frames = frame.repeat(1, self.spec.frame_stack, 1, 1)
         return self._observation()
 
-    def step(self, action: torch.Tensor):
-        """Advance every env one control step. Returns `(obs, reward, done, info)`, all `[N]`-batched."""
+    def step(self, action: torch.Tensor, hold: torch.Tensor | None = None):
+        """Advance every env one control step. Returns `(obs, reward, done, info)`, all `[N]`-batched.
+
+        `hold` (bool `[N]`, optional): these envs do not move this step: their state, frames and
+        episode counters stay as they are, their reward is 0 and they are not done (gymnasium's
+        NEXT_STEP autoreset, where the step after an episode's end only shows the new episode's
+        first observation; envs/gym_wrapper.py)."""
         if self._q is None:
             raise RuntimeError("call reset() before step()")
         self._check_action(action)
         action = action.to(torch.float32).clamp(-1.0, 1.0)
+        moving = torch.ones(self.num_envs, dtype=torch.bool, device=self.device) if hold is None else ~hold.to(self.device, torch.bool)
         q, qd = self.sim.step(self._q, self._qd, self.task.action_to_joint_f(action))
-        reward = self.task.reward(q, qd, action)
-        self._progress += 1
+        if hold is not None:
+            q, qd = torch.where(moving.unsqueeze(1), q, self._q), torch.where(moving.unsqueeze(1), qd, self._qd)
+        reward = torch.where(moving, self.task.reward(q, qd, action), 0.0)
+        self._progress += moving.long()
         self._episode_return += reward.detach()
-        terminated = self.task.terminated(q, qd)
-        truncated = (self._progress >= self.task.episode_length) & ~terminated
+        terminated = self.task.terminated(q, qd) & moving
+        truncated = (self._progress >= self.task.episode_length) & ~terminated & moving
         done = terminated | truncated
 
         info: dict = {"terminated": terminated, "truncated": truncated}
@@ -154,14 +164,20 @@ class DiffVisualEnv:
             info["episode_returns"] = self._episode_return.new_zeros(0)
             info["episode_lengths"] = self._progress.new_zeros(0)
         self._q, self._qd = q, qd
+        previous_action = self._prev_action
         self._prev_action = torch.where(done.unsqueeze(1), torch.zeros_like(action), action)
+        if hold is not None:
+            self._prev_action = torch.where(moving.unsqueeze(1), self._prev_action, previous_action)
         if self.renderer is not None:
             # A new tensor every step: callers (replay buffers) may keep the previous observation.
             frame = self._render(q)
+            previous_frames = self._frames
             self._frames = torch.cat([self._frames[:, 3:], frame], dim=1)
             if finished.numel() > 0:  # out of place: differentiable frames keep their graph
                 restarted = done.view(-1, 1, 1, 1)
                 self._frames = torch.where(restarted, frame.repeat(1, self.spec.frame_stack, 1, 1), self._frames)
+            if hold is not None:
+                self._frames = torch.where(moving.view(-1, 1, 1, 1), self._frames, previous_frames)
         return self._observation(), reward, done, info
 
     def _render(self, q: torch.Tensor) -> torch.Tensor:
@@ -206,11 +222,8 @@ class DiffVisualEnv:
 
     def set_sim_state(self, q: torch.Tensor, qd: torch.Tensor) -> None:
         """Place every env at (q, qd), e.g. to differentiate w.r.t. a start state in tests."""
-        if q.shape != (self.num_envs, self.sim.q_dim) or qd.shape != (self.num_envs, self.sim.qd_dim):
-            raise ValueError(
-                f"expected q {(self.num_envs, self.sim.q_dim)} and qd {(self.num_envs, self.sim.qd_dim)}, "
-                f"got {tuple(q.shape)} and {tuple(qd.shape)}"
-            )
+        self._check_batch("q", q, self.sim.q_dim, "q_dim")
+        self._check_batch("qd", qd, self.sim.qd_dim, "qd_dim")
         self._q, self._qd = q, qd
         if self.renderer is not None:
             self._frames = self._render(q).repeat(1, self.spec.frame_stack, 1, 1)
@@ -231,19 +244,23 @@ class DiffVisualEnv:
         return obs
 
     def _check_action(self, action) -> None:
-        if not isinstance(action, torch.Tensor):
-            raise TypeError(f"action must be a torch.Tensor, got {type(action).__name__}")
-        expected = (self.num_envs, self.task.action_dim)
-        if tuple(action.shape) != expected:
-            raise ValueError(f"action must have shape {expected} (num_envs, action_dim), got {tuple(action.shape)}")
-        if not action.is_floating_point():
-            raise TypeError(f"action must be a floating-point tensor, got dtype {action.dtype}")
-        if action.device != self.device:
-            raise ValueError(f"action is on {action.device} but the env is on {self.device}")
-        finite = torch.isfinite(action.detach())
+        self._check_batch("action", action, self.task.action_dim, "action_dim")
+
+    def _check_batch(self, name: str, value, width: int, width_name: str) -> None:
+        """A finite floating-point tensor `[num_envs, width]` on the env's device, or an error naming what is wrong."""
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        expected = (self.num_envs, width)
+        if tuple(value.shape) != expected:
+            raise ValueError(f"{name} must have shape {expected} (num_envs, {width_name}), got {tuple(value.shape)}")
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+        if value.device != self.device:
+            raise ValueError(f"{name} is on {value.device} but the env is on {self.device}")
+        finite = torch.isfinite(value.detach())
         if not bool(finite.all()):
             bad = (~finite).any(dim=1).nonzero().flatten().tolist()
-            raise ValueError(f"action contains NaN or inf in env(s) {bad[:10]}")
+            raise ValueError(f"{name} contains NaN or inf in env(s) {bad[:10]}")
 
 
 def _check_int(name: str, value, minimum: int) -> None:

@@ -8,18 +8,44 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where to look, not the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _names(text: str, flag: str) -> list[str]:
+    """A comma list of names, none of them empty (`dva,,drqv2` is a typo, not two methods)."""
+    names = [name.strip() for name in text.split(",")]
+    if not text.strip() or any(not name for name in names):
+        raise ValueError(f"{flag} {text!r} has an empty name (a comma too many?)")
+    return names
+
+
+def _parsed(cast, accept, wanted: str):
+    """An argparse type: `cast` the text, and refuse it unless `accept(value)`, saying what was `wanted`."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _parsed(int, lambda value: value > 0, "a positive integer")
+_non_negative_int = _parsed(int, lambda value: value >= 0, "an integer >= 0")
+_finite_float = _parsed(float, math.isfinite, "a finite number")
 
 
 def _wall_clock_point(text: str) -> tuple[str, float]:
@@ -33,7 +59,7 @@ def _wall_clock_point(text: str) -> tuple[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser = _Parser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train methods on tasks over seeds until a budget; one folder per run")
@@ -53,11 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="delete existing run folders of the grid and start afresh")
     run.add_argument("--dry-run", action="store_true", help="list the runs and what would happen to each, run nothing")
     run.add_argument("--executor", default="local", help="local (process pool, default), slurm (submitit) or ray")
-    run.add_argument("--workers", type=int, default=1, help="runs at once (local and submitit-local); SLURM array parallelism")
+    run.add_argument("--workers", type=_positive_int, default=1, help="runs at once (local and submitit-local); SLURM array parallelism")
     run.add_argument("--slurm-partition", default=None)
     run.add_argument("--timeout-min", type=_positive_int, default=24 * 60, help="SLURM time limit per job (requeued on timeout)")
     run.add_argument("--cpus-per-run", type=_positive_int, default=2)
-    run.add_argument("--gpus-per-run", type=int, default=0)
+    run.add_argument("--gpus-per-run", type=_non_negative_int, default=0)
     run.add_argument("--submitit-local", action="store_true", help="submitit's local mode even where SLURM exists")
     run.add_argument("--ray-address", default=None, help="an existing Ray cluster (auto or host:port); default starts one")
     run.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (<run>/tensorboard)")
@@ -67,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="summary table and learning curves from run folders")
     report.add_argument("run_dirs", nargs="+", help="folders containing run folders (searched recursively)")
     report.add_argument("--out", required=True, help="report folder, e.g. results/cartpole-cpu")
-    report.add_argument("--threshold", type=float, default=None, help="return threshold for time-to-threshold (default: the task's, from the normalisation table)")
+    report.add_argument("--threshold", type=_finite_float, default=None, help="return threshold for time-to-threshold (default: the task's, from the normalisation table)")
     report.add_argument("--machine", default="", help="extra machine description for the header")
     report.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples for the CIs (rliable)")
     report.add_argument("--normalization", default=None, metavar="JSON", help="normalisation table (default results/normalization.json)")
@@ -90,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--presets", default="paper,cpu", help="comma list of presets to profile")
     prof.add_argument("--renderers", default="raytrace,differentiable", help="renderers for methods that can use either (D.Va)")
     prof.add_argument("--iterations", type=_positive_int, default=3, help="timed iterations per case (after --warmup)")
-    prof.add_argument("--warmup", type=int, default=1)
+    prof.add_argument("--warmup", type=_non_negative_int, default=1)
     prof.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     prof.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="change a config key in every case")
     prof.add_argument("--out", default=None, help="output folder (default results/profile-<task>-<device type>)")
@@ -104,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--precisions", default=None, help="comma list: fp32 and/or bf16 (default both, or fp32 for a method without a precision option)")
     upd.add_argument("--updates", type=_positive_int, default=20, help="timed updates per case")
     upd.add_argument("--warmup", type=_positive_int, default=3)
-    upd.add_argument("--profile-updates", type=int, default=5, help="updates under torch.profiler for the operator table (0: none)")
+    upd.add_argument("--profile-updates", type=_non_negative_int, default=5, help="updates under torch.profiler for the operator table (0: none)")
     upd.add_argument("--device", default="cpu")
     upd.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                      help="change a config key of the preset in every case (repeatable), e.g. --override batch_size=8")
@@ -119,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--precisions", default="fp32,bf16", help="comma list: fp32 and/or bf16")
     plan.add_argument("--steps", type=_positive_int, default=5, help="timed batched planning calls per case")
     plan.add_argument("--warmup", type=_positive_int, default=1)
-    plan.add_argument("--profile-steps", type=int, default=1, help="calls under torch.profiler for the operator table (0: none)")
+    plan.add_argument("--profile-steps", type=_non_negative_int, default=1, help="calls under torch.profiler for the operator table (0: none)")
     plan.add_argument("--device", default="cpu")
     plan.add_argument("--out", default=None, help="output folder (default results/<method>-planning-<device type>)")
 
@@ -130,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     bench.add_argument("--steps", type=_positive_int, default=100, help="timed control steps per measurement")
     bench.add_argument("--horizon", type=_positive_int, default=32)
-    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--seed", type=_non_negative_int, default=0)
     bench.add_argument("--json", metavar="PATH", help="also write the numbers as JSON to PATH")
     return parser
 
@@ -168,13 +194,11 @@ def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
     try:
         parse_budget(args.budget)
         seeds = parse_seeds(args.seeds)
-        methods = [resolve_method_name(m.strip()) for m in args.methods.split(",") if m.strip()]
+        methods = [resolve_method_name(m) for m in _names(args.methods, "--methods")]
+        tasks = _names(args.tasks, "--tasks")
         overrides = parse_overrides(args.override)
     except ValueError as err:
         parser.error(str(err))
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    if not methods or not tasks:
-        parser.error("--methods and --tasks must name at least one method and task")
     if len(set(methods)) != len(methods) or len(set(tasks)) != len(tasks):
         parser.error("--methods and --tasks must not repeat a name")
     for task in tasks:
@@ -190,10 +214,6 @@ def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
                 parser.error(str(err))
     if args.executor not in EXECUTORS:
         parser.error(f"unknown executor {args.executor!r}; available: {', '.join(EXECUTORS)}")
-    if args.workers <= 0:
-        parser.error(f"--workers must be at least 1, got {args.workers}")
-    if args.gpus_per_run < 0:
-        parser.error(f"--gpus-per-run must be >= 0, got {args.gpus_per_run}")
     missing = missing_executor_package(args.executor)
     if missing and not args.dry_run:
         parser.error(missing)
@@ -213,11 +233,18 @@ def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
+    from harness.claim import held_elsewhere
     from harness.executors import GridOptions, execute_grid
     from harness.runner import plan_action, run_dir
 
+    from harness.io import check_writable_folder
+
     specs, loggers = _run_specs(parser, args)
     root = Path(args.out)
+    try:
+        check_writable_folder(root, create=not args.dry_run)
+    except ValueError as err:
+        parser.error(f"--out: {err}")
     actions = {spec.run_id: ("start" if args.overwrite else plan_action(run_dir(root, spec))) for spec in specs}
     if args.dry_run:
         for spec in specs:
@@ -229,7 +256,9 @@ def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     todo = []
     for spec in specs:
         folder = run_dir(root, spec)
-        if args.overwrite and folder.exists():
+        if args.overwrite and held_elsewhere(folder):
+            actions[spec.run_id] = "busy"  # never delete a folder another process is training in
+        elif args.overwrite and folder.exists():
             shutil.rmtree(folder)
         if actions[spec.run_id] == "skip":
             print(f"skip {spec.run_id}: complete ({folder})")
@@ -247,7 +276,7 @@ def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: rerun the same command to resume from the last evaluation of each run", file=sys.stderr)
         return 130
-    failed = [rid for rid, st in statuses.items() if st != "complete"]
+    failed = [rid for rid, st in statuses.items() if st not in ("complete", "busy")]
     if failed:
         print(f"{len(failed)} run(s) not complete: {', '.join(failed)} (reasons in their run.json)")
         return 1
@@ -264,10 +293,10 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace, command: s
     try:
         data, entries = load_reference(args.reference)
         seeds = parse_seeds(args.seeds) if args.seeds else None
-        methods = {resolve_method_name(m.strip()) for m in args.methods.split(",")} if args.methods else None
+        methods = {resolve_method_name(m) for m in _names(args.methods, "--methods")} if args.methods is not None else None
+        tasks = set(_names(args.tasks, "--tasks")) if args.tasks is not None else None
     except ValueError as err:
         parser.error(str(err))
-    tasks = {t.strip() for t in args.tasks.split(",")} if args.tasks else None
     selected = [e for e in entries if (methods is None or e.method in methods) and (tasks is None or e.task in tasks)]
     if not selected:
         parser.error("no reference entry matches --methods/--tasks")
@@ -296,15 +325,16 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command:
     from methods import get_method_class, resolve_method_name
     from methods.presets import available_presets, load_config
 
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    renderers = [r.strip() for r in args.renderers.split(",") if r.strip()]
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    try:
+        presets = _names(args.presets, "--presets")
+        renderers = _names(args.renderers, "--renderers")
+    except ValueError as err:
+        parser.error(str(err))
     bad = [r for r in renderers if r not in ("raytrace", "differentiable")]
-    if bad or not renderers:
+    if bad:
         parser.error(f"--renderers must list raytrace and/or differentiable, got {args.renderers!r}")
     try:
-        methods = [resolve_method_name(m.strip()) for m in args.methods.split(",") if m.strip()]
+        methods = [resolve_method_name(m) for m in _names(args.methods, "--methods")]
         overrides = parse_overrides(args.override)
         cases = profile_cases(methods, presets, renderers, args.task, args.device, overrides)
         for case in cases:
@@ -323,8 +353,8 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command:
 
 
 def _parse_precisions(text: str) -> list[str]:
-    precisions = [p.strip() for p in text.split(",") if p.strip()]
-    if not precisions or set(precisions) - {"fp32", "bf16"}:
+    precisions = _names(text, "--precisions")
+    if set(precisions) - {"fp32", "bf16"}:
         raise ValueError(f"--precisions must list fp32 and/or bf16, got {text!r}")
     return precisions
 
@@ -341,8 +371,6 @@ def _bench_plan(parser: argparse.ArgumentParser, args: argparse.Namespace, comma
         if not hasattr(get_method_class(method), "plan"):
             raise ValueError(f"{method} does not plan (bench-plan is for TD-MPC2-like methods)")
         sizes = _parse_model_sizes(get_method_class(method), args.model_sizes)
-        if args.profile_steps < 0:
-            raise ValueError(f"--profile-steps must be >= 0, got {args.profile_steps}")
         precisions = _parse_precisions(args.precisions)
         cases = [{"model_size": size, "num_envs": args.num_envs, "precision": p} for size in sizes for p in precisions]
         for overrides in cases:
@@ -363,7 +391,7 @@ def _parse_model_sizes(method_cls, text: str | None) -> list:
     table = getattr(sys.modules[method_cls.__module__], "MODEL_SIZES", None)
     if table is None:
         raise ValueError(f"{method_cls.name} has no model sizes to choose from")
-    sizes = [int(x) if x.strip().isdigit() else x.strip() for x in text.split(",") if x.strip()]
+    sizes = [int(x) if x.isdigit() else x for x in _names(text, "--model-sizes")]
     unknown = [x for x in sizes if x not in table]
     if not sizes or unknown:
         raise ValueError(f"--model-sizes {text!r}: unknown model size(s) {unknown or text!r}; {method_cls.name} has {', '.join(map(str, table))}")
@@ -380,15 +408,13 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
 
     try:
         method = resolve_method_name(args.method)
-        sizes = [int(x) for x in args.image_sizes.split(",") if x.strip()]
+        sizes = [int(x) if x.isdigit() else -1 for x in _names(args.image_sizes, "--image-sizes")]
         config_cls = get_method_class(method).config_cls
         has_precision = "precision" in {f.name for f in dataclasses.fields(config_cls)}
         default_precisions = "fp32,bf16" if has_precision else "fp32"
         precisions = _parse_precisions(args.precisions or default_precisions)
         if not sizes or min(sizes) < 16:
             raise ValueError(f"--image-sizes must list sizes >= 16, got {args.image_sizes!r}")
-        if args.profile_updates < 0:
-            raise ValueError(f"--profile-updates must be >= 0, got {args.profile_updates}")
         if not has_precision and precisions != ["fp32"]:
             raise ValueError(f"{method} has no precision option: it runs in fp32 only")
         if not hasattr(get_method_class(method), "update"):
@@ -408,18 +434,44 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
     return 0
 
 
+def _check_output_folders(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every command's output location, checked before any work (run and report check their own)."""
+    from harness.io import check_writable_folder
+
+    targets = []
+    if args.command in ("check", "profile", "bench-updates", "bench-plan") and getattr(args, "out", None):
+        targets.append(("--out", args.out))
+    if args.command == "bench-env" and args.json:
+        targets.append(("--json", str(Path(args.json).parent)))
+    for flag, folder in targets:
+        try:
+            check_writable_folder(folder, create=False)
+        except ValueError as err:
+            parser.error(f"{flag}: {err}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _validate_common(parser, args)
+    _check_output_folders(parser, args)
     if args.command == "run":
         return _run_grid(parser, args)
     command = "python -m harness " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.command == "report":
         from harness.report import write_report
 
+        from harness.io import check_writable_folder
+
         try:
             at = [_wall_clock_point(text) for text in args.at]
+        except ValueError as err:
+            parser.error(str(err))
+        try:
+            check_writable_folder(args.out, create=False)
+        except ValueError as err:
+            parser.error(f"--out: {err}")
+        try:
             out = write_report(args.run_dirs, args.out, command, args.machine, args.threshold, args.reps, args.normalization, at)
         except ValueError as err:
             parser.error(str(err))

@@ -22,12 +22,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from harness.claim import held_elsewhere
 from harness.io import write_json_atomic
 from harness.runner import read_run_json, run_dir
 from harness.specs import RunSpec
 
 EXECUTORS = ("local", "slurm", "ray")
 INTERRUPTED_EXIT = 130
+BUSY_EXIT = 75  # EX_TEMPFAIL: another process holds the run's claim (harness/claim.py)
 
 
 @dataclass
@@ -79,9 +81,15 @@ def record_failure(spec: RunSpec, root: Path, failure: dict) -> None:
     write_json_atomic(folder / "run.json", run)
 
 
-def settle(spec: RunSpec, root: Path, reason: str) -> str:
-    """The run's final status; a worker that died while `running` is recorded as failed with `reason`."""
-    status = read_run_json(run_dir(root, spec)).get("status")
+def settle(spec: RunSpec, root: Path, reason: str, result: str | None = None) -> str:
+    """The run's final status; a worker that died while `running` is recorded as failed with `reason`.
+
+    `result` is what the worker returned, if it returned: `busy` means another process holds the
+    run, whose run.json is then never touched here (nor when the claim is held at all)."""
+    folder = run_dir(root, spec)
+    if result == "busy" or held_elsewhere(folder):
+        return "busy"
+    status = read_run_json(folder).get("status")
     if status in ("complete", "failed", "interrupted"):
         return status
     record_failure(spec, root, {"type": "WorkerDied", "message": reason})
@@ -127,7 +135,7 @@ class LocalExecutor:
                 log.close()
         if returncode == INTERRUPTED_EXIT or returncode == -signal.SIGINT:
             return "interrupted"
-        return settle(spec, self.options.root, _exit_reason(returncode))
+        return settle(spec, self.options.root, _exit_reason(returncode), "busy" if returncode == BUSY_EXIT else None)
 
     def _interrupt_children(self) -> None:
         """Ctrl-C: no new runs; running ones get SIGINT (once) and record themselves as interrupted."""
@@ -204,12 +212,13 @@ class SubmititExecutor:
             payloads = [worker_payload(spec, self.options, quiet=True) for spec in chunk]
             jobs = self.executor.map_array(_SubmititRun(), payloads)
             for spec, job in zip(chunk, jobs):
+                result = None
                 try:
-                    job.result()
+                    result = job.result()
                     reason = "submitit job ended without a result"
                 except Exception as err:  # FailedJobError / UncompletedJobError: the job process died
                     reason = f"submitit job {job.job_id} failed: {str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}"
-                statuses[spec.run_id] = settle(spec, self.options.root, reason)
+                statuses[spec.run_id] = settle(spec, self.options.root, reason, result)
                 on_done(spec, statuses[spec.run_id])
         return statuses
 
@@ -233,12 +242,13 @@ class RayExecutor:
         while pending:
             done, pending = self.ray.wait(pending, num_returns=1)
             spec = refs[done[0]]
+            result = None
             try:
-                self.ray.get(done[0])
+                result = self.ray.get(done[0])
                 reason = "ray task ended without a result"
             except Exception as err:  # WorkerCrashedError, RayTaskError
                 reason = f"ray task failed: {type(err).__name__}"
-            statuses[spec.run_id] = settle(spec, self.options.root, reason)
+            statuses[spec.run_id] = settle(spec, self.options.root, reason, result)
             on_done(spec, statuses[spec.run_id])
         return statuses
 
@@ -266,7 +276,7 @@ def execute_grid(specs: list[RunSpec], options: GridOptions, executor: str = "lo
     bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not show_overall)
 
     def on_done(spec: RunSpec, status: str) -> None:
-        message = f"{status}: {spec.run_id} ({run_dir(options.root, spec)})"
+        message = f"{status}: {spec.run_id} ({run_dir(options.root, spec)})" + (": running in another process" if status == "busy" else "")
         if show_overall:
             bar.write(message)
             bar.update(1)

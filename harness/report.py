@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.io import write_text_atomic
+from harness.io import staged_folder, write_text_atomic
 from harness.normalization import NormalizationTable, load_normalization
 from harness.stats import DEFAULT_REPS, iqm_with_ci, probability_of_improvement
 
@@ -72,6 +72,7 @@ class RunRecord:
 
 
 def _load_run(run_json: Path) -> RunRecord:
+    """A run folder's run.json and metrics.jsonl, checked field by field (ValueError naming file and field)."""
     folder = run_json.parent
     try:
         run = json.loads(run_json.read_text())
@@ -80,6 +81,13 @@ def _load_run(run_json: Path) -> RunRecord:
     spec = run.get("spec") if isinstance(run, dict) else None
     if not isinstance(spec, dict) or not {"task", "method", "seed", "preset"} <= set(spec) or "method" not in run:
         raise ValueError(f"{run_json} is not a harness run folder (run.json needs spec.task/method/seed/preset and method)")
+    for where, value in (("spec.task", spec["task"]), ("spec.method", spec["method"]), ("spec.preset", spec["preset"]), ("method", run["method"])):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{run_json}: {where} must be a non-empty string, got {value!r}")
+    if not _is_int(spec["seed"]) or spec["seed"] < 0:
+        raise ValueError(f"{run_json}: spec.seed must be an integer >= 0, got {spec['seed']!r}")
+    if "status" in run and not isinstance(run["status"], str):
+        raise ValueError(f"{run_json}: status must be a string, got {run['status']!r}")
     records = []
     metrics = folder / "metrics.jsonl"
     if metrics.exists():
@@ -88,18 +96,34 @@ def _load_run(run_json: Path) -> RunRecord:
                 record = json.loads(line)
             except ValueError:
                 raise ValueError(f"{metrics}:{number} is not valid JSON (a torn write?)") from None
-            missing = [k for k in REQUIRED_RECORD_KEYS if k not in record]
-            if missing:
-                raise ValueError(f"{metrics}:{number} lacks {', '.join(missing)}")
-            for key in REQUIRED_RECORD_KEYS:
-                value = record[key]
-                if not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ValueError(f"{metrics}:{number} has a non-finite {key} ({value!r}); the report refuses NaN input")
-            records.append(record)
+            records.append(_checked_record(record, f"{metrics}:{number}"))
         steps = [r["env_steps"] for r in records]
         if any(b <= a for a, b in zip(steps, steps[1:])):
             raise ValueError(f"{metrics}: env_steps are not strictly increasing (duplicated or out-of-order records)")
     return RunRecord(folder, run, records)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_record(record, where: str) -> dict:
+    """One metrics.jsonl record: an object whose env_steps is an integer >= 0, train_wall_s a finite
+    number >= 0 and eval_return_mean a finite number."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where} is {type(record).__name__}, not a record (an object with {', '.join(REQUIRED_RECORD_KEYS)})")
+    missing = [k for k in REQUIRED_RECORD_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(missing)}")
+    for key in REQUIRED_RECORD_KEYS:
+        value = record[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where} has a non-finite {key} ({value!r}); the report refuses NaN and non-numbers")
+    if not _is_int(record["env_steps"]) or record["env_steps"] < 0:
+        raise ValueError(f"{where}: env_steps must be an integer >= 0, got {record['env_steps']!r}")
+    if record["train_wall_s"] < 0:
+        raise ValueError(f"{where}: train_wall_s must be >= 0, got {record['train_wall_s']!r}")
+    return record
 
 
 def find_runs(paths: list[str | Path]) -> list[RunRecord]:
@@ -441,15 +465,21 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
     import matplotlib
 
     matplotlib.use("Agg")
-    import pandas as pd
 
     runs = find_runs(paths)
     norm = load_normalization(normalization)
     rows = summarise(runs, norm, reps, threshold, at)
     if not any(r["_members"] for r in rows):
         raise ValueError("no complete run to report: " + "; ".join(f"{r['method']} {n}" for r in rows for n in r["not_complete"]))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out) as stage:
+        _write_report_files(runs, rows, norm, stage, command, machine_note, reps, at)
+    return Path(out)
+
+
+def _write_report_files(runs: list[RunRecord], rows: list[dict], norm: NormalizationTable, out: Path, command: str,
+                        machine_note: str, reps: int, at: list[tuple[str, float]]) -> None:
+    import pandas as pd
+
     _copy_run_files(runs, out / "runs")
     figures = _plot_curves(rows, out) + [f for f in [_plot_phases(rows, out)] if f] + _plot_reconstructions(rows, out)
     grad_figure = _plot_grad_norms(rows, out)
@@ -536,4 +566,3 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
     write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")
     csv_rows = [{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items() if not k.startswith("_")} for r in rows]
     write_text_atomic(out / "summary.csv", pd.DataFrame(csv_rows).to_csv(index=False))
-    return out

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 import envs
+from harness.claim import RunClaim, held_elsewhere
 from harness.io import write_json_atomic
 from harness.loggers import make_loggers
 from harness.resources import PeakMemory
@@ -47,31 +48,24 @@ def read_run_json(folder: Path) -> dict:
         return {}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def plan_action(folder: Path) -> str:
     """What rerunning a grid does with this folder.
 
-    `skip` (complete), `busy` (status running and its process is alive on this host: another
-    grid owns it), `resume` (running, interrupted, or its worker died, with a checkpoint: a
+    `busy` (another process holds its claim: another grid, on this host or another node, runs
+    it), else what `status_action` says from its run.json."""
+    if held_elsewhere(folder):
+        return "busy"
+    return status_action(folder)
+
+
+def status_action(folder: Path) -> str:
+    """`skip` (complete), `resume` (running, interrupted, or its worker died, with a checkpoint: a
     killed, Ctrl-C'd or preempted run), `start` (nothing there, no checkpoint, or failed in the
-    method itself, e.g. diverged: begins from scratch).
-    """
+    method itself, e.g. diverged: begins from scratch). The caller holds the claim or only plans."""
     run = read_run_json(folder)
     status = run.get("status")
     if status == "complete":
         return "skip"
-    if status == "running" and run.get("host") == socket.gethostname() and run.get("pid") not in (None, os.getpid()):
-        if _pid_alive(int(run["pid"])):
-            return "busy"
     died = status == "failed" and run.get("failure", {}).get("type") == "WorkerDied"  # killed, OOM, preempted
     if (status in ("running", "interrupted") or died) and (folder / "checkpoint.pt").exists():
         return "resume"
@@ -143,9 +137,23 @@ class Run:
 
     # -- the run --------------------------------------------------------------------------------
     def execute(self) -> str:
-        """Train to completion (or resume); returns the final status: complete | failed."""
+        """Train to completion (or resume); returns the final status: complete | failed, or `busy`
+        (another process holds the folder's claim: nothing was read or written)."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        claim = RunClaim(self.folder)
+        if not claim.acquire():
+            return "busy"
+        try:
+            action = status_action(self.folder)  # decided under the claim: no other process can change it now
+            if action == "skip":
+                return "complete"
+            return self._train(action)
+        finally:
+            claim.release()
+
+    def _train(self, action: str) -> str:
         checkpoint_path, metrics_path = self.folder / "checkpoint.pt", self.folder / "metrics.jsonl"
+        previous_attempts = read_run_json(self.folder).get("attempts", 0) if action == "resume" else 0
         env_kwargs = self.method_cls.env_kwargs(self.config)
         torch.manual_seed(self.spec.seed)
         env = envs.make(self.spec.task, device=self.device, seed=self.spec.seed, **env_kwargs)
@@ -156,7 +164,7 @@ class Run:
         counters = {"iteration": 0, "env_steps": 0, "train_s": 0.0, "eval_s": 0.0, "next_eval": 0, "train_returns": []}
         phase_totals: dict[str, float] = {}
         resumed = False
-        if plan_action(self.folder) == "resume":
+        if action == "resume":
             state = torch.load(checkpoint_path, map_location=self.device, weights_only=False)
             method.load_state_dict(state["method"])
             counters = state["counters"]
@@ -178,6 +186,7 @@ class Run:
             "machine": system_info(),
             "status": "running",
             "resumed": resumed,
+            "attempts": previous_attempts + 1,  # processes that trained this run: 1 unless it was resumed
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started_at": self.run_json.get("started_at", time.strftime("%Y-%m-%dT%H:%M:%S")),

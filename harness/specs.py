@@ -11,6 +11,9 @@ import yaml
 
 _TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _COUNT_SUFFIX = {"": 1, "k": 1_000, "K": 1_000, "m": 1_000_000, "M": 1_000_000}
+MAX_BUDGET_SECONDS = 366 * 24 * 3600.0  # a year of training: anything longer is a typo
+MAX_BUDGET_STEPS = 1e12
+MAX_SEED = 2**31 - 1 - 10_000  # torch, numpy and the evaluation env (seed + 10,000) all take it
 
 
 @dataclass(frozen=True)
@@ -33,16 +36,21 @@ def parse_budget(text: str) -> Budget:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", s)
     if m:
         amount = float(m.group(1)) * _TIME_UNITS[m.group(2)]
-        if amount <= 0:
-            raise ValueError(f"budget {text!r} must be positive")
+        if not 0 < amount <= MAX_BUDGET_SECONDS:
+            raise ValueError(f"budget {_short(text)} must be more than 0 and at most a year of training")
         return Budget("seconds", amount, s)
     m = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)-steps", s)
     if m:
         amount = float(m.group(1)) * _COUNT_SUFFIX[m.group(2)]
-        if amount < 1:
-            raise ValueError(f"budget {text!r} must be at least one step")
+        if not 1 <= amount <= MAX_BUDGET_STEPS:
+            raise ValueError(f"budget {_short(text)} must be between 1 and {MAX_BUDGET_STEPS:.0e} env steps")
         return Budget("steps", amount, s)
-    raise ValueError(f"malformed budget {text!r}: use a duration like 20m, 90s, 1.5h or a step count like 1M-steps, 500k-steps")
+    raise ValueError(f"malformed budget {_short(text)}: use a duration like 20m, 90s, 1.5h or a step count like 1M-steps, 500k-steps")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """repr of user input, cut so that a pasted megabyte does not become the error message."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -55,13 +63,19 @@ def parse_seeds(text: str) -> list[int]:
             lo, hi = int(m.group(1)), int(m.group(2))
             if hi < lo:
                 raise ValueError(f"seed range {part!r} is descending; write {hi}-{lo}")
+            if hi - lo >= 10_000:
+                raise ValueError(f"seed range {_short(part)} names more than 10,000 seeds")
             seeds.extend(range(lo, hi + 1))
         elif re.fullmatch(r"\d+", part):
             seeds.append(int(part))
         else:
-            raise ValueError(f"malformed seeds {text!r}: use 0-4, 0,3,7 or 2 (non-negative integers)")
+            raise ValueError(f"malformed seeds {_short(text)}: use 0-4, 0,3,7 or 2 (non-negative integers)")
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds {text!r} repeat a seed")
+        raise ValueError(f"seeds {_short(text)} repeat a seed")
+    if max(seeds) > MAX_SEED:
+        raise ValueError(f"seeds {_short(text)}: a seed must be at most {MAX_SEED:,}")
+    if len(seeds) > 10_000:
+        raise ValueError(f"seeds {_short(text)} name {len(seeds):,} seeds; at most 10,000 per grid")
     return seeds
 
 
@@ -71,7 +85,7 @@ def parse_overrides(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key.strip()):
-            raise ValueError(f"malformed override {item!r}: use key=value, e.g. actor_lr=1e-3")
+            raise ValueError(f"malformed override {_short(item)}: use key=value, e.g. actor_lr=1e-3")
         overrides[key.strip()] = _parse_value(value.strip())
     return overrides
 

@@ -1,6 +1,7 @@
 """`python -m harness.worker PAYLOAD_JSON`: one run in a process of its own (launched by the local executor).
 
-Exit status: 0 complete, 1 failed (reason in run.json), 130 interrupted (resumable).
+Exit status: 0 complete, 1 failed (reason in run.json), 130 interrupted (resumable), 75 busy
+(another process holds the run's claim; nothing was touched).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 import signal
 import sys
 
-from harness.executors import INTERRUPTED_EXIT, run_in_this_process
+from harness.executors import BUSY_EXIT, INTERRUPTED_EXIT, run_in_this_process
 
 
 def main(argv: list[str]) -> int:
@@ -18,7 +19,7 @@ def main(argv: list[str]) -> int:
         status = run_in_this_process(payload)
     except KeyboardInterrupt:
         return INTERRUPTED_EXIT
-    return 0 if status == "complete" else 1
+    return {"complete": 0, "busy": BUSY_EXIT}.get(status, 1)
 
 
 if __name__ == "__main__":

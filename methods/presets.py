@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from methods.config_values import check_config, check_value
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -18,7 +20,8 @@ def available_presets(method: str) -> list[str]:
 def load_config(method: str, task: str, preset: str, config_cls, overrides: dict | None = None):
     """The config dataclass for (method, task, preset), with `overrides` applied on top.
 
-    Unknown presets, tasks or keys (in the file or in the overrides) raise ValueError naming them.
+    Unknown presets, tasks or keys (in the file or in the overrides), values of the wrong type and
+    values out of their range (methods/config_values.py) raise ValueError naming them.
     """
     path = CONFIG_DIR / f"{method}.yaml"
     if not path.exists():
@@ -48,6 +51,14 @@ def load_config(method: str, task: str, preset: str, config_cls, overrides: dict
         if isinstance(default, float) and isinstance(value, int):
             value = float(value)
         values[key] = value
+    for key, value in values.items():
+        try:
+            check_value(key, value)
+        except ValueError as err:
+            where = "override" if key in (overrides or {}) else f"{path.name}[{preset}][{task}]"
+            raise ValueError(f"{method} {where}: {err}") from None
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
-    return config_cls(**values)
+    config = config_cls(**values)
+    check_config(config)  # the defaults the preset left alone too
+    return config

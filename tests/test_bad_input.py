@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -46,6 +43,27 @@ def test_bad_construction_is_rejected(kwargs, error, words):
         envs.make(**kwargs)
 
 
+def test_cuda_without_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        envs.make("cartpole", num_envs=1, render=None, device="cuda")
+
+
+@pytest.mark.parametrize(
+    "q, qd, error, words",
+    [
+        ([[0.0, float("nan")]] * 4, [[0.0, 0.0]] * 4, ValueError, "q contains NaN"),
+        ([[0.0, 0.0]] * 4, [[float("inf"), 0.0]] * 4, ValueError, "qd contains NaN or inf"),
+        ([[0, 0]] * 4, [[0.0, 0.0]] * 4, TypeError, "floating-point"),
+        ([[0.0, 0.0]] * 3, [[0.0, 0.0]] * 3, ValueError, "q must have shape"),
+    ],
+)
+def test_set_sim_state_refuses_bad_states(state_env, q, qd, error, words):
+    with pytest.raises(error, match=words):
+        state_env.set_sim_state(torch.tensor(q), torch.tensor(qd))
+
+
 def test_step_before_reset_is_an_error():
     env = envs.make("cartpole", num_envs=1, render=None)
     with pytest.raises(RuntimeError, match="reset"):
@@ -71,9 +89,13 @@ def test_step_before_reset_is_an_error():
         (["bench-plan", "--num-envs", "0"], "positive integer"),
     ],
 )
-def test_cli_bad_input_exits_2(args, words):
+def test_cli_bad_input_exits_2(args, words, capsys):
+    from harness.cli import main
+
     if "cuda:0" in args and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    proc = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert any(w in proc.stderr for w in words.split("|")), proc.stderr
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    stderr = capsys.readouterr().err
+    assert any(w in stderr for w in words.split("|")), stderr

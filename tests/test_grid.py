@@ -45,7 +45,7 @@ def test_dry_run_expands_the_grid_resolves_aliases_and_writes_nothing(tmp_path):
     "args, words",
     [
         (["--executor", "pbs"], "unknown executor 'pbs'"),
-        (["--workers", "0"], "--workers must be at least 1"),
+        (["--workers", "0"], "argument --workers"),
         (["--override", "actor_lr"], "malformed override"),
         (["--override", "no_such_key=1"], "unknown config key"),
         (["--override", "actor_lr=fast"], "wrong type"),
@@ -58,6 +58,47 @@ def test_bad_grid_options_exit_2_and_write_nothing(tmp_path, args, words):
     assert proc.returncode == 2, proc.stderr
     assert words in proc.stderr
     assert not out.exists()
+
+
+def test_two_grids_started_together_on_one_folder_train_each_run_once(tmp_path):
+    """The same `harness run` twice at once (two terminals, a resubmitted job): both plan to start
+    every run, the run-folder claim lets exactly one train each, and the other reports it busy or
+    finds it complete. Nothing is trained twice, no metrics.jsonl interleaves."""
+    out = tmp_path / "runs"
+    args = [*RUN, "--methods", "shac-state", "--seeds", "0-1", "--budget", "2048-steps", "--eval-every", "512", *SMOKE, "--out", str(out)]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [proc.communicate(timeout=900) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], results
+    for seed in (0, 1):
+        folder = out / "cartpole" / "shac-state" / "smoke" / f"seed{seed}"
+        run = json.loads((folder / "run.json").read_text())
+        assert run["status"] == "complete" and run["attempts"] == 1, run
+        steps = [r["env_steps"] for r in _records(folder)]
+        assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] >= 2048, steps
+    stdout = "".join(o for o, _ in results)
+    assert stdout.count("complete: cartpole/shac-state/smoke/seed") + stdout.count("busy: cartpole") >= 2
+
+
+def test_a_claimed_folder_is_busy_and_neither_planned_nor_deleted(tmp_path):
+    from harness.claim import RunClaim
+
+    spec = _smoke_spec("shac-state")
+    folder = run_dir(tmp_path, spec)
+    folder.mkdir(parents=True)
+    claim = RunClaim(folder)
+    assert claim.acquire()
+    try:
+        assert plan_action(folder) == "busy"
+        statuses = execute_grid([spec], GridOptions(root=tmp_path, quiet=True, workers=1))
+        assert statuses == {spec.run_id: "busy"}
+        assert not (folder / "run.json").exists() and not (folder / "metrics.jsonl").exists()
+        from harness.cli import main
+
+        assert main(["run", "--methods", "shac-state", "--preset", "smoke", "--budget", "1024-steps", "--overwrite", "--quiet", "--out", str(tmp_path)]) == 0
+        assert folder.exists() and not (folder / "run.json").exists()
+    finally:
+        claim.release()
+    assert plan_action(folder) == "start"
 
 
 def test_overrides_get_their_own_folder():
