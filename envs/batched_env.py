@@ -140,15 +140,19 @@ class DiffVisualEnv:
             raise RuntimeError("call reset() before step()")
         self._check_action(action)
         action = action.to(torch.float32).clamp(-1.0, 1.0)
-        moving = torch.ones(self.num_envs, dtype=torch.bool, device=self.device) if hold is None else ~hold.to(self.device, torch.bool)
         q, qd = self.sim.step(self._q, self._qd, self.task.action_to_joint_f(action))
-        if hold is not None:
+        reward, terminated = self.task.reward(q, qd, action), self.task.terminated(q, qd)
+        if hold is None:  # training: no masking ops on the differentiable path
+            self._progress += 1
+        else:
+            moving = ~hold.to(self.device, torch.bool)
             q, qd = torch.where(moving.unsqueeze(1), q, self._q), torch.where(moving.unsqueeze(1), qd, self._qd)
-        reward = torch.where(moving, self.task.reward(q, qd, action), 0.0)
-        self._progress += moving.long()
+            reward, terminated = torch.where(moving, reward, 0.0), terminated & moving
+            self._progress += moving.long()
         self._episode_return += reward.detach()
-        terminated = self.task.terminated(q, qd) & moving
-        truncated = (self._progress >= self.task.episode_length) & ~terminated & moving
+        truncated = (self._progress >= self.task.episode_length) & ~terminated
+        if hold is not None:
+            truncated &= moving
         done = terminated | truncated
 
         info: dict = {"terminated": terminated, "truncated": truncated}

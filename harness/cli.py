@@ -235,9 +235,8 @@ def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from harness.claim import held_elsewhere
     from harness.executors import GridOptions, execute_grid
-    from harness.runner import plan_action, run_dir
-
     from harness.io import check_writable_folder
+    from harness.runner import plan_action, run_dir
 
     specs, loggers = _run_specs(parser, args)
     root = Path(args.out)
@@ -435,11 +434,11 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
 
 
 def _check_output_folders(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Every command's output location, checked before any work (run and report check their own)."""
+    """Every command's output location, checked before any work (run checks its own: it creates it)."""
     from harness.io import check_writable_folder
 
     targets = []
-    if args.command in ("check", "profile", "bench-updates", "bench-plan") and getattr(args, "out", None):
+    if args.command in ("report", "check", "profile", "bench-updates", "bench-plan") and getattr(args, "out", None):
         targets.append(("--out", args.out))
     if args.command == "bench-env" and args.json:
         targets.append(("--json", str(Path(args.json).parent)))
@@ -461,16 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from harness.report import write_report
 
-        from harness.io import check_writable_folder
-
         try:
             at = [_wall_clock_point(text) for text in args.at]
         except ValueError as err:
             parser.error(str(err))
-        try:
-            check_writable_folder(args.out, create=False)
-        except ValueError as err:
-            parser.error(f"--out: {err}")
         try:
             out = write_report(args.run_dirs, args.out, command, args.machine, args.threshold, args.reps, args.normalization, at)
         except ValueError as err:
