@@ -10,13 +10,9 @@ wp.config.log_level = wp.LOG_WARNING  # before any kernel load: at INFO warp log
 from envs.action_repeat import ActionRepeat
 from envs.batched_env import DiffVisualEnv
 from envs.spec import EnvSpec
-from envs.tasks import TASKS, get_task
+from envs.tasks import available_tasks, get_task
 
-__all__ = ["ActionRepeat", "DiffVisualEnv", "EnvSpec", "TASKS", "make", "available_tasks"]
-
-
-def available_tasks() -> list[str]:
-    return sorted(TASKS)
+__all__ = ["ActionRepeat", "DiffVisualEnv", "EnvSpec", "make", "available_tasks"]
 
 
 def make(

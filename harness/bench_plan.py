@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-import envs
+from harness.resolved import build
 from harness.bench_updates import timed_calls, top_operators
 from harness.io import write_json_atomic, write_text_atomic
 from harness.system_info import system_info
@@ -25,11 +25,11 @@ from methods.presets import load_config
 def bench_plan_case(method: str, task: str, preset: str, overrides: dict, steps: int, warmup: int, device: str, profile_steps: int) -> dict:
     name = resolve_method_name(method)
     cls = get_method_class(name)
-    if not hasattr(cls, "plan"):
+    if not cls.has_planner:
         raise ValueError(f"{name} does not plan (bench-plan is for TD-MPC2-like methods)")
-    config = load_config(name, task, preset, cls.config_cls, overrides)
-    env = envs.make(task, device=device, seed=0, **cls.env_kwargs(config))
-    agent = cls(env.spec, config, device, 0)
+    config = load_config(cls, task, preset, overrides)
+    built = build(cls, task, config, device, seed=0)
+    env, agent = built.env, built.method
     pixels = env.reset()["pixels"]
     restart = torch.zeros(env.num_envs, dtype=torch.bool)
     generator = torch.Generator(device=torch.device(device)).manual_seed(0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-import envs
+from harness.resolved import build
 from harness.io import write_json_atomic, write_text_atomic
 from harness.system_info import system_info
 from methods import get_method_class, resolve_method_name
@@ -61,12 +61,12 @@ def bench_case(method: str, task: str, preset: str, overrides: dict, updates: in
     cls = get_method_class(name)
     # A method's warm-up can be long (TD-MPC2's seed steps, DreamerV3's prefill and pretraining):
     # its `bench_overrides` keep it short here; explicit overrides win.
-    overrides = getattr(cls, "bench_overrides", {}) | overrides
-    config = load_config(name, task, preset, cls.config_cls, overrides)
-    if not hasattr(cls, "update"):
+    overrides = cls.bench_overrides | overrides
+    config = load_config(cls, task, preset, overrides)
+    if not cls.has_replay_update:
         raise ValueError(f"{name} has no replay update to benchmark")
-    env = envs.make(task, device=device, seed=0, **cls.env_kwargs(config))
-    agent = cls(env.spec, config, device, 0)
+    built = build(cls, task, config, device, seed=0)
+    env, agent = built.env, built.method
     while agent.updates == 0:  # the warm-up collection, up to the first update
         agent.iterate(env)
     for _ in range(warmup):

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from harness.executors import GridOptions, execute_grid
 from harness.io import write_json_atomic
-from harness.runner import read_run_json, run_dir
+from harness.resolved import ResolvedRun, resolve
 from harness.specs import RunSpec, parse_budget
+from harness.store import RunFolder
 from harness.system_info import system_info
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference.json"
@@ -53,12 +54,12 @@ class Entry:
     def name(self) -> str:
         return f"{self.task}/{self.method}/{self.preset}"
 
-    def specs(self, seeds: list[int]) -> list[RunSpec]:
+    def runs(self, seeds: list[int]) -> list[ResolvedRun]:
         # Evaluate only at the start and at the end (eval_every = the whole budget).
         budget = parse_budget(self.budget)
         if budget.kind != "steps":
             raise ValueError(f"reference entry {self.name}: the budget must be in env steps (reproducible), got {self.budget!r}")
-        return [RunSpec(self.method, self.task, s, self.preset, self.budget, "cpu", int(budget.amount), self.eval_episodes) for s in seeds]
+        return [resolve(RunSpec(self.method, self.task, s, self.preset, self.budget, "cpu", int(budget.amount), self.eval_episodes)) for s in seeds]
 
 
 def load_reference(path: str | Path | None = None) -> tuple[dict, list[Entry]]:
@@ -70,16 +71,15 @@ def load_reference(path: str | Path | None = None) -> tuple[dict, list[Entry]]:
     return data, [Entry.from_dict(e) for e in data.get("entries", [])]
 
 
-def _final_returns(specs: list[RunSpec], root: Path, quiet: bool) -> list[float]:
-    statuses = execute_grid(specs, GridOptions(root=root, quiet=quiet, workers=1))
+def _final_returns(runs: list[ResolvedRun], root: Path, quiet: bool) -> list[float]:
+    statuses = execute_grid(runs, GridOptions(root=root, quiet=quiet, workers=1))
     finals = []
-    for spec in specs:
-        folder = run_dir(root, spec)
-        if statuses.get(spec.run_id) != "complete":
-            failure = read_run_json(folder).get("failure", {})
-            raise RuntimeError(f"{spec.run_id} did not complete: {failure.get('message', statuses.get(spec.run_id))}")
-        last = (folder / "metrics.jsonl").read_text().splitlines()[-1]
-        finals.append(float(json.loads(last)["eval_return_mean"]))
+    for run in runs:
+        folder = RunFolder.of(root, run.run_id)
+        if statuses.get(run.run_id) != "complete":
+            failure = folder.read().get("failure", {})
+            raise RuntimeError(f"{run.run_id} did not complete: {failure.get('message', statuses.get(run.run_id))}")
+        finals.append(float(folder.last_record()["eval_return_mean"]))
     return finals
 
 
@@ -100,7 +100,7 @@ def run_check(entries: list[Entry], out: Path | None, seeds: list[int] | None, q
                 raise ValueError(f"reference entry {entry.name} has no band yet; make it with --update")
             chosen = seeds if seeds is not None else entry.seeds[:1]
             start = time.perf_counter()
-            finals = _final_returns(entry.specs(chosen), root / "check", quiet)
+            finals = _final_returns(entry.runs(chosen), root / "check", quiet)
             mean = statistics.fmean(finals)
             inside = entry.band[0] <= mean <= entry.band[1]
             ok &= inside
@@ -115,7 +115,7 @@ def update_reference(path: Path, data: dict, entries: list[Entry], out: Path, se
     machine = system_info()
     by_name = {Entry.from_dict(e).name: i for i, e in enumerate(data.get("entries", []))}
     for entry in entries:
-        finals = _final_returns(entry.specs(seeds), out / "reference", quiet)
+        finals = _final_returns(entry.runs(seeds), out / "reference", quiet)
         record = dict(entry.raw) | {
             "seeds": seeds, "observed": [round(v, 2) for v in finals], "band": list(make_band(finals)),
             "git": machine["git"], "machine": f"{machine['cpu']} ({machine['cpu_count']} cores), torch {machine['versions']['torch']}",

@@ -162,12 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    import envs
+    """Checks several commands share; they import no simulator (report and check never need one)."""
+    from methods.registry import check_task_name
 
-    if getattr(args, "task", None) is not None and args.task not in envs.available_tasks():
-        parser.error(f"unknown task {args.task!r}; available: {', '.join(envs.available_tasks())}")
-    if getattr(args, "image_size", None) is not None and args.image_size < envs.batched_env.MIN_IMAGE_SIZE:
-        parser.error(f"--image-size must be >= {envs.batched_env.MIN_IMAGE_SIZE}, got {args.image_size}")
+    if getattr(args, "task", None) is not None:
+        try:
+            check_task_name(args.task)
+        except ValueError as err:
+            parser.error(str(err))
+    if getattr(args, "image_size", None) is not None:
+        from envs.batched_env import MIN_IMAGE_SIZE  # bench-env only: it builds envs anyway
+
+        if args.image_size < MIN_IMAGE_SIZE:
+            parser.error(f"--image-size must be >= {MIN_IMAGE_SIZE}, got {args.image_size}")
     device = getattr(args, "device", None)
     if device is not None:
         import torch
@@ -183,16 +190,14 @@ def _validate_common(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """Expand and validate the grid before anything is written (bad input: exit status 2)."""
-    import envs
+    """Expand the grid and resolve every run before anything is written (bad input: exit status 2)."""
     from harness.executors import EXECUTORS, missing_executor_package
     from harness.loggers import missing_logger_packages
-    from harness.specs import DEFAULT_EVAL_EPISODES, expand_grid, parse_budget, parse_overrides, parse_seeds
-    from methods import get_method_class, resolve_method_name
-    from methods.presets import available_presets, load_config
+    from harness.resolved import resolve
+    from harness.specs import expand_grid, parse_overrides, parse_seeds
+    from methods.registry import resolve_method_name
 
     try:
-        parse_budget(args.budget)
         seeds = parse_seeds(args.seeds)
         methods = [resolve_method_name(m) for m in _names(args.methods, "--methods")]
         tasks = _names(args.tasks, "--tasks")
@@ -201,17 +206,16 @@ def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
         parser.error(str(err))
     if len(set(methods)) != len(methods) or len(set(tasks)) != len(tasks):
         parser.error("--methods and --tasks must not repeat a name")
-    for task in tasks:
-        if task not in envs.available_tasks():
-            parser.error(f"unknown task {task!r}; available: {', '.join(envs.available_tasks())}")
-    for method in methods:
-        if args.preset not in available_presets(method):
-            parser.error(f"unknown preset {args.preset!r} for {method}; available: {', '.join(available_presets(method))}")
-        for task in tasks:
-            try:
-                load_config(method, task, args.preset, get_method_class(method).config_cls, overrides)
-            except (ValueError, TypeError) as err:
-                parser.error(str(err))
+    specs = expand_grid(methods, tasks, seeds, preset=args.preset, budget=args.budget, device=args.device,
+                        eval_every_steps=args.eval_every or 0, eval_episodes=args.eval_episodes or 0, overrides=overrides)
+    resolved = {}
+    for spec in specs:
+        key = (spec.method, spec.task)  # seeds share everything else: resolve one, reuse it
+        try:
+            resolved[key] = resolved.get(key) or resolve(spec)
+        except (ValueError, TypeError) as err:
+            parser.error(str(err))
+    runs = [dataclasses.replace(resolved[(s.method, s.task)], spec=s) for s in specs]
     if args.executor not in EXECUTORS:
         parser.error(f"unknown executor {args.executor!r}; available: {', '.join(EXECUTORS)}")
     missing = missing_executor_package(args.executor)
@@ -221,50 +225,43 @@ def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
     missing_loggers = missing_logger_packages(loggers)
     if missing_loggers:
         parser.error("missing logger package(s): " + ", ".join(missing_loggers))
-    common = dict(preset=args.preset, budget=args.budget, device=args.device, eval_every_steps=args.eval_every or 0,
-                  eval_episodes=args.eval_episodes or DEFAULT_EVAL_EPISODES, overrides=overrides)
-    specs = expand_grid(methods, tasks, seeds, **common)
-    if args.eval_episodes is None:
-        specs = [dataclasses.replace(s, eval_episodes=getattr(get_method_class(s.method), "default_eval_episodes", DEFAULT_EVAL_EPISODES)) for s in specs]
-    return specs, loggers
+    return runs, loggers
 
 
 def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    import shutil
-    from pathlib import Path
-
-    from harness.claim import held_elsewhere
     from harness.executors import GridOptions, execute_grid
     from harness.io import check_writable_folder
-    from harness.runner import plan_action, run_dir
+    from harness.store import RunFolder
 
-    specs, loggers = _run_specs(parser, args)
+    runs, loggers = _run_specs(parser, args)
     root = Path(args.out)
     try:
         check_writable_folder(root, create=not args.dry_run)
     except ValueError as err:
         parser.error(f"--out: {err}")
-    actions = {spec.run_id: ("start" if args.overwrite else plan_action(run_dir(root, spec))) for spec in specs}
+    folders = {run.run_id: RunFolder.of(root, run.run_id) for run in runs}
+    actions = {run.run_id: ("start" if args.overwrite else folders[run.run_id].plan()) for run in runs}
     if args.dry_run:
-        for spec in specs:
-            print(f"{actions[spec.run_id]:>6}  {spec.run_id}  budget={spec.budget} device={spec.device}"
+        for run in runs:
+            spec = run.spec
+            print(f"{actions[run.run_id]:>6}  {run.run_id}  budget={spec.budget} device={spec.device}"
                   + (f" overrides={spec.overrides}" if spec.overrides else ""))
         counts = {a: list(actions.values()).count(a) for a in ("start", "resume", "skip", "busy")}
-        print(f"{len(specs)} run(s): " + ", ".join(f"{n} {a}" for a, n in counts.items() if n) + f" (executor {args.executor})")
+        print(f"{len(runs)} run(s): " + ", ".join(f"{n} {a}" for a, n in counts.items() if n) + f" (executor {args.executor})")
         return 0
     todo = []
-    for spec in specs:
-        folder = run_dir(root, spec)
-        if args.overwrite and held_elsewhere(folder):
-            actions[spec.run_id] = "busy"  # never delete a folder another process is training in
+    for run in runs:
+        folder = folders[run.run_id]
+        if args.overwrite and folder.held_elsewhere():
+            actions[run.run_id] = "busy"  # never delete a folder another process is training in
         elif args.overwrite and folder.exists():
-            shutil.rmtree(folder)
-        if actions[spec.run_id] == "skip":
-            print(f"skip {spec.run_id}: complete ({folder})")
-        elif actions[spec.run_id] == "busy":
-            print(f"skip {spec.run_id}: running in another process ({folder})")
+            folder.delete()
+        if actions[run.run_id] == "skip":
+            print(f"skip {run.run_id}: complete ({folder.path})")
+        elif actions[run.run_id] == "busy":
+            print(f"skip {run.run_id}: running in another process ({folder.path})")
         else:
-            todo.append(spec)
+            todo.append(run)
     options = GridOptions(
         root=root, quiet=args.quiet, loggers=loggers, workers=args.workers, slurm_partition=args.slurm_partition,
         timeout_min=args.timeout_min, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
@@ -287,7 +284,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace, command: s
 
     from harness.check import DEFAULT_REFERENCE, format_results, load_reference, run_check, update_reference
     from harness.specs import parse_seeds
-    from methods import resolve_method_name
+    from methods.registry import resolve_method_name
 
     try:
         data, entries = load_reference(args.reference)
@@ -321,8 +318,8 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command:
 
     from harness.profile import format_markdown, profile, profile_cases
     from harness.specs import parse_overrides
-    from methods import get_method_class, resolve_method_name
-    from methods.presets import available_presets, load_config
+    from methods.presets import load_config
+    from methods.registry import get_method_class, resolve_method_name
 
     try:
         presets = _names(args.presets, "--presets")
@@ -337,10 +334,7 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command:
         overrides = parse_overrides(args.override)
         cases = profile_cases(methods, presets, renderers, args.task, args.device, overrides)
         for case in cases:
-            if case.preset not in available_presets(case.method):
-                raise ValueError(f"unknown preset {case.preset!r} for {case.method}; available: {', '.join(available_presets(case.method))}")
-            load_config(case.method, case.task, case.preset, get_method_class(case.method).config_cls,
-                        overrides | ({"render": case.render} if case.render else {}))
+            load_config(get_method_class(case.method), case.task, case.preset, case.config_overrides)
     except (ValueError, TypeError) as err:
         parser.error(str(err))
     if not cases:
@@ -351,10 +345,12 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace, command:
     return 1 if any("error" in case for case in data["cases"]) else 0
 
 
-def _parse_precisions(text: str) -> list[str]:
-    precisions = _names(text, "--precisions")
-    if set(precisions) - {"fp32", "bf16"}:
-        raise ValueError(f"--precisions must list fp32 and/or bf16, got {text!r}")
+def _parse_precisions(method_cls, text: str | None) -> list[str]:
+    """The listed precisions (default: every one the method has), each one the method declares."""
+    precisions = _names(text, "--precisions") if text is not None else list(method_cls.precisions)
+    unknown = set(precisions) - set(method_cls.precisions)
+    if unknown:
+        raise ValueError(f"--precisions must list {' and/or '.join(method_cls.precisions)} ({method_cls.name}'s precisions), got {text!r}")
     return precisions
 
 
@@ -362,18 +358,19 @@ def _bench_plan(parser: argparse.ArgumentParser, args: argparse.Namespace, comma
     import torch
 
     from harness.bench_plan import bench_plan_case, write_bench_plan
-    from methods import get_method_class, resolve_method_name
     from methods.presets import load_config
+    from methods.registry import get_method_class, resolve_method_name
 
     try:
         method = resolve_method_name(args.method)
-        if not hasattr(get_method_class(method), "plan"):
+        cls = get_method_class(method)
+        if not cls.has_planner:
             raise ValueError(f"{method} does not plan (bench-plan is for TD-MPC2-like methods)")
-        sizes = _parse_model_sizes(get_method_class(method), args.model_sizes)
-        precisions = _parse_precisions(args.precisions)
+        sizes = _parse_model_sizes(cls, args.model_sizes)
+        precisions = _parse_precisions(cls, args.precisions)
         cases = [{"model_size": size, "num_envs": args.num_envs, "precision": p} for size in sizes for p in precisions]
         for overrides in cases:
-            load_config(method, args.task, args.preset, get_method_class(method).config_cls, overrides)
+            load_config(cls, args.task, args.preset, overrides)
     except ValueError as err:
         parser.error(str(err))
     results = [bench_plan_case(method, args.task, args.preset, o, args.steps, args.warmup, args.device, args.profile_steps) for o in cases]
@@ -387,8 +384,8 @@ def _parse_model_sizes(method_cls, text: str | None) -> list:
     """[None] (the preset's size) or the listed sizes, checked against the method's size table."""
     if text is None:
         return [None]
-    table = getattr(sys.modules[method_cls.__module__], "MODEL_SIZES", None)
-    if table is None:
+    table = method_cls.model_sizes
+    if not table:
         raise ValueError(f"{method_cls.name} has no model sizes to choose from")
     sizes = [int(x) if x.isdigit() else x for x in _names(text, "--model-sizes")]
     unknown = [x for x in sizes if x not in table]
@@ -402,28 +399,25 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
 
     from harness.bench_updates import bench_case, write_bench
     from harness.specs import parse_overrides
-    from methods import get_method_class, resolve_method_name
     from methods.presets import load_config
+    from methods.registry import get_method_class, resolve_method_name
 
     try:
         method = resolve_method_name(args.method)
+        cls = get_method_class(method)
         sizes = [int(x) if x.isdigit() else -1 for x in _names(args.image_sizes, "--image-sizes")]
-        config_cls = get_method_class(method).config_cls
-        has_precision = "precision" in {f.name for f in dataclasses.fields(config_cls)}
-        default_precisions = "fp32,bf16" if has_precision else "fp32"
-        precisions = _parse_precisions(args.precisions or default_precisions)
+        precisions = _parse_precisions(cls, args.precisions)
         if not sizes or min(sizes) < 16:
             raise ValueError(f"--image-sizes must list sizes >= 16, got {args.image_sizes!r}")
-        if not has_precision and precisions != ["fp32"]:
-            raise ValueError(f"{method} has no precision option: it runs in fp32 only")
-        if not hasattr(get_method_class(method), "update"):
+        if not cls.has_replay_update:
             raise ValueError(f"{method} has no replay update to benchmark (bench-updates is for DrQ-v2-like methods)")
-        model_sizes = _parse_model_sizes(get_method_class(method), args.model_sizes)
+        model_sizes = _parse_model_sizes(cls, args.model_sizes)
         fixed = parse_overrides(args.override)
+        has_precision = len(cls.precisions) > 1
         cases = [fixed | {"image_size": n, "supersample": 2 if n < 64 else 1} | ({"model_size": m} if m is not None else {}) | ({"precision": p} if has_precision else {})
                  for n in sizes for m in model_sizes for p in precisions]  # fmt: skip
         for overrides in cases:
-            load_config(method, args.task, args.preset, get_method_class(method).config_cls, overrides)
+            load_config(cls, args.task, args.preset, overrides)
     except ValueError as err:
         parser.error(str(err))
     results = [bench_case(method, args.task, args.preset, o, args.updates, args.warmup, args.device, args.profile_updates) for o in cases]

@@ -4,7 +4,8 @@ Every run executes in a process of its own (`harness.worker`), so a crash, a NaN
 out-of-memory kill ends only that run, and peak memory is the run's own. The parent only
 launches, waits and, when a worker died without saying why, records the exit in the run's
 `run.json` (status `failed`) so the report lists it. A run that was already complete is never
-launched; an interrupted or killed one resumes from its checkpoint (see `runner.plan_action`).
+launched; an interrupted or killed one resumes from its checkpoint (`RunFolder.plan`, harness/store.py).
+Runs arrive resolved (harness/resolved.py) and travel to the worker as JSON, parsed nowhere else.
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from harness.claim import held_elsewhere
-from harness.io import write_json_atomic
-from harness.runner import read_run_json, run_dir
-from harness.specs import RunSpec
+from harness.resolved import ResolvedRun
+from harness.store import RunFolder
 
 EXECUTORS = ("local", "slurm", "ray")
 INTERRUPTED_EXIT = 130
@@ -48,8 +48,8 @@ class GridOptions:
     ray_address: str | None = None
 
 
-def worker_payload(spec: RunSpec, options: GridOptions, quiet: bool) -> dict:
-    return {"spec": spec.as_dict(), "root": str(options.root), "quiet": quiet, "loggers": options.loggers}
+def worker_payload(run: ResolvedRun, options: GridOptions, quiet: bool) -> dict:
+    return {"run": run.as_dict(), "root": str(options.root), "quiet": quiet, "loggers": options.loggers}
 
 
 def run_in_this_process(payload: dict) -> str:
@@ -59,40 +59,27 @@ def run_in_this_process(payload: dict) -> str:
     in run.json too, so the report can say why the run is missing."""
     from harness.runner import Run
 
-    spec = RunSpec.from_dict(payload["spec"])
+    resolved = ResolvedRun.from_dict(payload["run"])
     try:
-        return Run(spec, payload["root"], quiet=payload["quiet"], loggers=payload["loggers"]).execute()
+        return Run(resolved, payload["root"], quiet=payload["quiet"], loggers=payload["loggers"]).execute()
     except Exception as err:
-        import traceback
-
         failure = {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(limit=5)}
-        record_failure(spec, Path(payload["root"]), failure)
+        RunFolder.of(payload["root"], resolved.run_id).record_failure(failure, payload["run"] | {"run_id": resolved.run_id})
         return "failed"
 
 
-def record_failure(spec: RunSpec, root: Path, failure: dict) -> None:
-    """Mark a run failed in its run.json (created if the run died before writing one)."""
-    folder = run_dir(root, spec)
-    run = read_run_json(folder)
-    run.update(status="failed", failure=failure, stopped_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    run.setdefault("spec", spec.as_dict())
-    run.setdefault("run_id", spec.run_id)
-    run.setdefault("method", spec.method)
-    write_json_atomic(folder / "run.json", run)
-
-
-def settle(spec: RunSpec, root: Path, reason: str, result: str | None = None) -> str:
+def settle(run: ResolvedRun, root: Path, reason: str, result: str | None = None) -> str:
     """The run's final status; a worker that died while `running` is recorded as failed with `reason`.
 
     `result` is what the worker returned, if it returned: `busy` means another process holds the
     run, whose run.json is then never touched here (nor when the claim is held at all)."""
-    folder = run_dir(root, spec)
-    if result == "busy" or held_elsewhere(folder):
+    folder = RunFolder.of(root, run.run_id)
+    if result == "busy" or folder.held_elsewhere():
         return "busy"
-    status = read_run_json(folder).get("status")
+    status = folder.status
     if status in ("complete", "failed", "interrupted"):
         return status
-    record_failure(spec, root, {"type": "WorkerDied", "message": reason})
+    folder.record_failure({"type": "WorkerDied", "message": reason}, run.as_dict() | {"run_id": run.run_id})
     return "failed"
 
 
@@ -113,14 +100,14 @@ class LocalExecutor:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
-    def _launch(self, spec: RunSpec) -> str:
+    def _launch(self, spec: ResolvedRun) -> str:
         if self._stopping.is_set():
             return "not started"
         show_bar = self.options.workers == 1 and not self.options.quiet
         payload = json.dumps(worker_payload(spec, self.options, quiet=not show_bar))
-        folder = run_dir(self.options.root, spec)
-        folder.mkdir(parents=True, exist_ok=True)
-        log = None if show_bar else open(folder / "worker.log", "a")
+        folder = RunFolder.of(self.options.root, spec.run_id)
+        folder.create()
+        log = None if show_bar else folder.worker_log()
         try:
             with self._lock:
                 if self._stopping.is_set():
@@ -148,7 +135,7 @@ class LocalExecutor:
                 if child.poll() is None:
                     child.send_signal(signal.SIGINT)
 
-    def run(self, specs: list[RunSpec], on_done) -> dict[str, str]:
+    def run(self, specs: list[ResolvedRun], on_done) -> dict[str, str]:
         statuses: dict[str, str] = {}
         pool = ThreadPoolExecutor(max_workers=self.options.workers)
         futures = {pool.submit(self._launch, spec): spec for spec in specs}
@@ -203,7 +190,7 @@ class SubmititExecutor:
                 params["slurm_partition"] = options.slurm_partition
         self.executor.update_parameters(**params)
 
-    def run(self, specs: list[RunSpec], on_done) -> dict[str, str]:
+    def run(self, specs: list[ResolvedRun], on_done) -> dict[str, str]:
         statuses: dict[str, str] = {}
         # submitit's local mode starts every job at once; batches of `workers` keep the machine's load bounded.
         batch = self.options.workers if self.local else len(specs)
@@ -235,7 +222,7 @@ class RayExecutor:
         # max_calls=1: a fresh worker process per run (crash isolation, clean memory accounting).
         self.remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_calls=1, max_retries=0)(run_in_this_process)
 
-    def run(self, specs: list[RunSpec], on_done) -> dict[str, str]:
+    def run(self, specs: list[ResolvedRun], on_done) -> dict[str, str]:
         statuses: dict[str, str] = {}
         refs = {self.remote.remote(worker_payload(spec, self.options, quiet=True)): spec for spec in specs}
         pending = list(refs)
@@ -268,15 +255,15 @@ def make_executor(name: str, options: GridOptions):
     return builders[name](options)
 
 
-def execute_grid(specs: list[RunSpec], options: GridOptions, executor: str = "local") -> dict[str, str]:
+def execute_grid(specs: list[ResolvedRun], options: GridOptions, executor: str = "local") -> dict[str, str]:
     """Run the specs through `executor`; returns run_id -> final status. Ctrl-C raises KeyboardInterrupt
     after the running workers have recorded themselves as interrupted."""
     backend = make_executor(executor, options)
     show_overall = len(specs) > 1 and (executor != "local" or options.workers > 1) and not options.quiet
     bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not show_overall)
 
-    def on_done(spec: RunSpec, status: str) -> None:
-        message = f"{status}: {spec.run_id} ({run_dir(options.root, spec)})" + (": running in another process" if status == "busy" else "")
+    def on_done(spec: ResolvedRun, status: str) -> None:
+        message = f"{status}: {spec.run_id} ({RunFolder.of(options.root, spec.run_id).path})" + (": running in another process" if status == "busy" else "")
         if show_overall:
             bar.write(message)
             bar.update(1)

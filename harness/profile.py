@@ -48,19 +48,23 @@ class ProfileCase:
     def label(self) -> str:
         return f"{self.method} ({self.render or 'state'})"
 
+    @property
+    def config_overrides(self) -> dict:
+        return dict(self.overrides) | ({"render": self.render} if self.render else {})
+
 
 def profile_cases(methods: list[str], presets: list[str], renderers: list[str], task: str, device: str, overrides: dict) -> list[ProfileCase]:
     """Every (preset, method, renderer) to measure: SHAC needs the differentiable renderer, D.Va runs on each
     of `renderers` (the like-for-like comparison is D.Va and SHAC on the same differentiable renderer)."""
-    from methods import get_method_class
+    from methods.registry import get_method_class
 
     cases = []
     for preset in presets:
         for method in methods:
             cls = get_method_class(method)
-            if not getattr(cls, "actor_reads_pixels", True):
+            if not cls.reads_pixels:
                 renders: list[str | None] = [None]
-            elif getattr(cls, "observation_gradient", False):
+            elif cls.differentiable_render:
                 renders = ["differentiable"]
             else:
                 renders = list(renderers)
@@ -94,28 +98,23 @@ class SavedTensorBytes:
         return tensor
 
 
+CRITIC_PHASE = "critic_update"  # the phase (envs/timing.py) whose saved tensors are not the actor's graph
+
+
 def _count_actor_graph(method, env) -> int:
-    """Bytes saved for backward in one iteration, the critic's updates excepted."""
+    """Bytes saved for backward in one iteration, the critic's updates (its phase) excepted."""
     import torch
 
     saved = SavedTensorBytes()
-    train_critic = getattr(method, "_train_critic", None)
+    clock = env.timings
 
-    def critic_not_counted(*args, **kwargs):
-        saved.enabled = False
-        try:
-            return train_critic(*args, **kwargs)
-        finally:
-            saved.enabled = True
+    def pack(tensor):
+        saved.enabled = clock.current != CRITIC_PHASE
+        return saved.pack(tensor)
 
-    if train_critic is not None:
-        method._train_critic = critic_not_counted
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
-            method.iterate(env)
-    finally:
-        if train_critic is not None:
-            del method._train_critic  # back to the class's method
+    with torch.autograd.graph.saved_tensors_hooks(pack, saved.unpack):
+        method.iterate(env)
+    clock.pop()
     return saved.bytes
 
 
@@ -123,33 +122,34 @@ def run_case(case: ProfileCase, iterations: int, warmup: int) -> dict:
     """Measure one case in this process (called in a fresh subprocess by `profile`)."""
     import torch
 
-    import envs
-    from methods import get_method_class
+    from harness.resolved import build
     from methods.presets import load_config
+    from methods.registry import get_method_class
 
     cls = get_method_class(case.method)
-    overrides = dict(case.overrides) | ({"render": case.render} if case.render else {})
-    config = load_config(case.method, case.task, case.preset, cls.config_cls, overrides)
+    config = load_config(cls, case.task, case.preset, case.config_overrides)
     device = torch.device(case.device)
-    env = envs.make(case.task, device=device, seed=0, **cls.env_kwargs(config))
+    built = build(cls, case.task, config, device, seed=0)
+    env, method = built.env, built.method
     env.timings.synchronize = device.type == "cuda"
-    method = cls(env.spec, config, device, seed=0)
     baseline = rss_mb()
     totals, phases = [], {p: [] for p in PHASES}
     with RssPeak() as rss:
         for _ in range(warmup):
             method.iterate(env)
+        env.timings.pop()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         for _ in range(iterations):
             start = time.perf_counter()
-            stats = method.iterate(env)
+            method.iterate(env)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             totals.append(time.perf_counter() - start)
+            measured = env.timings.pop()
             for p in PHASES:
-                phases[p].append(stats.phase_s.get(p, 0.0))
+                phases[p].append(measured.get(p, 0.0))
     gpu = {}
     if device.type == "cuda":
         gpu = {

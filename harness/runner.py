@@ -1,15 +1,12 @@
 """One run: build env + method, train until the budget, evaluate, record, checkpoint, resume.
 
-Folder layout (one per run): `run.json` (spec, resolved config, machine, git sha, status),
-`metrics.jsonl` (one record per evaluation) and `checkpoint.pt` (written right after each
-record, so a killed run resumes from its last record without duplicating or losing any).
-Training wall-clock excludes evaluation and checkpointing.
+The run folder's files are harness/store.py's: a record is appended at each evaluation and the
+checkpoint written right after it, so a killed run resumes from its last record without
+duplicating or losing any. Training wall-clock excludes evaluation and checkpointing.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import signal
@@ -18,58 +15,17 @@ import threading
 import time
 import traceback
 from collections import deque
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-import envs
-from harness.claim import RunClaim, held_elsewhere
-from harness.io import write_json_atomic
 from harness.loggers import make_loggers
+from harness.resolved import ResolvedRun, build
 from harness.resources import PeakMemory
-from harness.specs import RunSpec, parse_budget
+from harness.store import RunFolder, now
 from harness.system_info import system_info
-from methods import get_method_class, resolve_method_name
-from methods.presets import load_config
 
 TRAIN_RETURN_WINDOW = 100  # the paper plots the moving average of the last ~100 training episodes
-DEFAULT_EVAL_EVERY_STEPS = 51_200
-
-
-def run_dir(root: str | os.PathLike, spec: RunSpec) -> Path:
-    return Path(root) / spec.task / spec.method / spec.config_name / f"seed{spec.seed}"
-
-
-def read_run_json(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def plan_action(folder: Path) -> str:
-    """What rerunning a grid does with this folder.
-
-    `busy` (another process holds its claim: another grid, on this host or another node, runs
-    it), else what `status_action` says from its run.json."""
-    if held_elsewhere(folder):
-        return "busy"
-    return status_action(folder)
-
-
-def status_action(folder: Path) -> str:
-    """`skip` (complete), `resume` (running, interrupted, or its worker died, with a checkpoint: a
-    killed, Ctrl-C'd or preempted run), `start` (nothing there, no checkpoint, or failed in the
-    method itself, e.g. diverged: begins from scratch). The caller holds the claim or only plans."""
-    run = read_run_json(folder)
-    status = run.get("status")
-    if status == "complete":
-        return "skip"
-    died = status == "failed" and run.get("failure", {}).get("type") == "WorkerDied"  # killed, OOM, preempted
-    if (status in ("running", "interrupted") or died) and (folder / "checkpoint.pt").exists():
-        return "resume"
-    return "start"
 
 
 @torch.no_grad()
@@ -88,63 +44,32 @@ def evaluate(method, env, episodes_seed: int) -> list[float]:
     return returns.tolist()
 
 
-def _append_record(path: Path, record: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _records_up_to(path: Path, env_steps: int) -> list[str]:
-    """Complete records at or before `env_steps`; drops a torn last line and anything after a checkpoint."""
-    if not path.exists():
-        return []
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            break
-        if record["env_steps"] > env_steps:
-            break
-        kept.append(line)
-    return kept
-
-
 class Run:
-    def __init__(self, spec: RunSpec, root: str | os.PathLike, quiet: bool = False, loggers: list[str] | None = None):
-        self.spec = spec
-        self.folder = run_dir(root, spec)
+    def __init__(self, resolved: ResolvedRun, root: str | os.PathLike, quiet: bool = False, loggers: list[str] | None = None):
+        self.resolved = resolved
+        self.spec = resolved.spec
+        self.folder = RunFolder.of(root, resolved.run_id)
         self.quiet = quiet
         self.logger_names = list(loggers or [])  # optional TensorBoard / W&B mirrors of metrics.jsonl
         self.loggers: list = []
-        self.budget = parse_budget(spec.budget)
-        self.method_name = resolve_method_name(spec.method)
-        self.method_cls = get_method_class(self.method_name)
-        self.config = load_config(self.method_name, spec.task, spec.preset, self.method_cls.config_cls, spec.overrides)
-        self.device = torch.device(spec.device)
+        self.budget = resolved.budget
+        self.device = torch.device(self.spec.device)
         self.run_json: dict = {}
 
-    # -- bookkeeping ----------------------------------------------------------------------------
     def _write_run_json(self, **updates) -> None:
         self.run_json.update(updates)
-        write_json_atomic(self.folder / "run.json", self.run_json)
-
-    def _save_checkpoint(self, method, counters: dict) -> None:
-        tmp = self.folder / ".checkpoint.pt.tmp"
-        torch.save({"method": method.state_dict(), "counters": counters, "torch_rng": torch.get_rng_state()}, tmp)
-        os.replace(tmp, self.folder / "checkpoint.pt")
+        self.folder.write(self.run_json)
 
     # -- the run --------------------------------------------------------------------------------
     def execute(self) -> str:
         """Train to completion (or resume); returns the final status: complete | failed, or `busy`
         (another process holds the folder's claim: nothing was read or written)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        claim = RunClaim(self.folder)
+        self.folder.create()
+        claim = self.folder.claim()
         if not claim.acquire():
             return "busy"
         try:
-            action = status_action(self.folder)  # decided under the claim: no other process can change it now
+            action = self.folder.next_action()  # decided under the claim: no other process can change it now
             if action == "skip":
                 return "complete"
             return self._train(action)
@@ -152,47 +77,37 @@ class Run:
             claim.release()
 
     def _train(self, action: str) -> str:
-        checkpoint_path, metrics_path = self.folder / "checkpoint.pt", self.folder / "metrics.jsonl"
-        previous_attempts = read_run_json(self.folder).get("attempts", 0) if action == "resume" else 0
-        env_kwargs = self.method_cls.env_kwargs(self.config)
-        torch.manual_seed(self.spec.seed)
-        env = envs.make(self.spec.task, device=self.device, seed=self.spec.seed, **env_kwargs)
-        eval_env = envs.make(
-            self.spec.task, device=self.device, seed=10_000 + self.spec.seed, **(env_kwargs | {"num_envs": self.spec.eval_episodes})
-        )
-        method = self.method_cls(env.spec, self.config, self.device, self.spec.seed)
+        resolved = self.resolved
+        previous_attempts = self.folder.read().get("attempts", 0) if action == "resume" else 0
+        built = build(resolved.method_cls, self.spec.task, resolved.config, self.device, self.spec.seed, eval_envs=resolved.eval_episodes)
+        env, eval_env, method = built.env, built.eval_env, built.method
+        env.timings.pop()  # the clock counts training iterations only
         counters = {"iteration": 0, "env_steps": 0, "train_s": 0.0, "eval_s": 0.0, "next_eval": 0, "train_returns": []}
         phase_totals: dict[str, float] = {}
         resumed = False
         if action == "resume":
-            state = torch.load(checkpoint_path, map_location=self.device, weights_only=False)
+            state = self.folder.load_checkpoint(map_location=self.device)
             method.load_state_dict(state["method"])
             counters = state["counters"]
             torch.set_rng_state(state["torch_rng"])
-            metrics_path.write_text("".join(line + "\n" for line in _records_up_to(metrics_path, counters["env_steps"])))
+            self.folder.keep_records_up_to(counters["env_steps"])
             phase_totals = dict(counters.get("phase_totals", {}))
             resumed = True
         else:
-            metrics_path.unlink(missing_ok=True)
-        eval_every = self.spec.eval_every_steps or getattr(self.method_cls, "default_eval_every_steps", DEFAULT_EVAL_EVERY_STEPS)
-        self.run_json = {
-            "spec": self.spec.as_dict(),
+            self.folder.clear_records()
+        eval_every = resolved.eval_every_steps
+        self.run_json = resolved.as_dict() | {
             "run_id": self.spec.run_id,
-            "method": self.method_name,
-            "config": dataclasses.asdict(self.config),
-            "env_kwargs": env_kwargs,
-            "budget": dataclasses.asdict(self.budget),
-            "eval": {"every_env_steps": eval_every, "episodes": self.spec.eval_episodes, "policy": "deterministic"},
             "machine": system_info(),
             "status": "running",
             "resumed": resumed,
             "attempts": previous_attempts + 1,  # processes that trained this run: 1 unless it was resumed
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "started_at": self.run_json.get("started_at", time.strftime("%Y-%m-%dT%H:%M:%S")),
+            "started_at": self.run_json.get("started_at", now()),
         }
         self._write_run_json()
-        self.loggers = make_loggers(self.logger_names, self.folder, self.spec.run_id, self.run_json["config"])
+        self.loggers = make_loggers(self.logger_names, self.folder.path, self.spec.run_id, self.run_json["config"])
         memory = PeakMemory(self.device)
         train_returns = deque(counters["train_returns"], maxlen=TRAIN_RETURN_WINDOW)
         grad_norms: list[float] = []
@@ -230,8 +145,8 @@ class Run:
                 "metrics": last_metrics,
                 **memory.as_dict(),
             }
-            _append_record(metrics_path, record)
-            method.save_artifacts(self.folder)
+            self.folder.append(record)
+            method.save_artifacts(self.folder.path)
             for logger in self.loggers:
                 logger.log(record, step=counters["env_steps"])
             counters["last_eval_steps"] = counters["env_steps"]
@@ -240,7 +155,7 @@ class Run:
             grad_norms.clear()
             counters["train_returns"] = list(train_returns)
             counters["phase_totals"] = dict(phase_totals)
-            self._save_checkpoint(method, counters)
+            self.folder.save_checkpoint({"method": method.state_dict(), "counters": counters, "torch_rng": torch.get_rng_state()})
             self._write_run_json(progress={"env_steps": counters["env_steps"], "train_wall_s": counters["train_s"]})
             bar.set_postfix(eval_return=f"{mean:.0f}", train_return=f"{record['train_return_mean'] or float('nan'):.0f}")
 
@@ -255,7 +170,7 @@ class Run:
                 counters["iteration"] += 1
                 counters["env_steps"] += stats.env_steps
                 counters["train_s"] += elapsed
-                for name, seconds in stats.phase_s.items():
+                for name, seconds in env.timings.pop().items():  # the iteration's phases (envs/timing.py)
                     phase_totals[name] = phase_totals.get(name, 0.0) + seconds
                 train_returns.extend(stats.finished_episode_returns)
                 if "actor_grad_norm" in stats.metrics:
@@ -276,7 +191,7 @@ class Run:
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
             try:
                 bar.close()
-                self._write_run_json(status="interrupted", stopped_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                self._write_run_json(status="interrupted", stopped_at=now())
             finally:
                 if in_main:
                     signal.signal(signal.SIGINT, previous)
@@ -286,12 +201,12 @@ class Run:
             self._write_run_json(
                 status="failed",
                 failure={"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(limit=5)},
-                stopped_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                stopped_at=now(),
             )
             return "failed"
         finally:
             for logger in self.loggers:
                 logger.close()
         bar.close()
-        self._write_run_json(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self._write_run_json(status="complete", finished_at=now())
         return "complete"

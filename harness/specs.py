@@ -110,8 +110,8 @@ class RunSpec:
     preset: str
     budget: str
     device: str = "cpu"
-    eval_every_steps: int = 0  # 0: the method's default
-    eval_episodes: int = 16  # DEFAULT_EVAL_EPISODES
+    eval_every_steps: int = 0  # 0: the method's default (Method.default_eval_every_steps)
+    eval_episodes: int = 0  # 0: the method's default (Method.default_eval_episodes)
     overrides: dict = field(default_factory=dict, hash=False)  # config keys changed from the preset
 
     @property
@@ -132,9 +132,6 @@ class RunSpec:
     @classmethod
     def from_dict(cls, data: dict) -> "RunSpec":
         return cls(**data)
-
-
-DEFAULT_EVAL_EPISODES = 16  # unless the method sets `default_eval_episodes` or --eval-episodes says
 
 
 def expand_grid(methods: list[str], tasks: list[str], seeds: list[int], **common) -> list[RunSpec]:

@@ -24,19 +24,17 @@ initialised ActorDeterministicMLP; for CartPole (the `nll` student) they are the
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-import envs
-from methods.base import IterationStats, Method, register
+from harness.store import RunFolder
+from methods.base import IterationStats, Method
 from methods.dva import Actor, DVAConfig, SHACState
 from methods.networks import PixelEncoder
-from methods.presets import load_config
+from methods.presets import config_from_dict, load_config
 
 
 @dataclass
@@ -87,8 +85,8 @@ class TeacherLabelBuffer:
         self.written += len(pixels)
 
 
-@register("dagger")
 class DAgger(Method):
+    name = "dagger"
     config_cls = DAggerConfig
 
     def __init__(self, spec, config: DAggerConfig, device: str | torch.device = "cpu", seed: int = 0):
@@ -117,38 +115,32 @@ class DAgger(Method):
         self._permutation = torch.empty(0, dtype=torch.long)
         self.loaded_teacher_cost: dict[str, float] = {}
         if config.teacher_checkpoint:
-            self._load_teacher(Path(config.teacher_checkpoint))
-
-    @classmethod
-    def env_kwargs(cls, config: DAggerConfig) -> dict:
-        return {
-            "num_envs": config.num_envs,
-            "image_size": config.image_size,
-            "supersample": config.supersample,
-            "frame_stack": config.frame_stack,
-            "render": "raytrace",
-        }
+            self._load_teacher()
 
     # -- teacher --------------------------------------------------------------------------------
     def _teacher_config(self) -> DVAConfig:
         cfg = self.config
         if cfg.teacher_checkpoint:
-            folder = Path(cfg.teacher_checkpoint)
-            run = json.loads(((folder if folder.is_dir() else folder.parent) / "run.json").read_text())
+            run = self._teacher_folder().read()
             if run.get("method") != "shac-state":
-                raise ValueError(f"teacher_checkpoint must be a shac-state run, {folder} is {run.get('method')!r}")
-            values = run["config"] | {"betas": tuple(run["config"]["betas"])}
-            return DVAConfig(**values)
-        return load_config("shac-state", self.task, cfg.teacher_preset, DVAConfig)
+                raise ValueError(f"teacher_checkpoint must be a shac-state run, {cfg.teacher_checkpoint} is {run.get('method')!r}")
+            return config_from_dict(DVAConfig, run["config"])
+        return load_config(SHACState, self.task, cfg.teacher_preset)
+
+    def _teacher_folder(self) -> RunFolder:
+        """The shac-state run folder `teacher_checkpoint` names (the folder or its checkpoint.pt)."""
+        path = Path(self.config.teacher_checkpoint)
+        return RunFolder(path if path.is_dir() else path.parent)
 
     def _make_teacher(self) -> None:
+        import envs  # the teacher's state-only env (methods import the simulator only when they build one)
+
         self.teacher_env = envs.make(self.task, num_envs=self.teacher_config.num_envs, device=self.device, seed=self.seed, render=None)
         self.teacher = SHACState(self.teacher_env.spec, self.teacher_config, self.device, self.seed)
 
-    def _load_teacher(self, path: Path) -> None:
-        checkpoint = path / "checkpoint.pt" if path.is_dir() else path
+    def _load_teacher(self) -> None:
         self._make_teacher()
-        state = torch.load(checkpoint, map_location=self.device, weights_only=False)
+        state = self._teacher_folder().load_checkpoint(map_location=self.device)
         self.teacher.load_state_dict(state["method"])
         counters = state.get("counters", {})
         self.loaded_teacher_cost = {"teacher_env_steps": float(counters.get("env_steps", math.nan)),
@@ -160,15 +152,16 @@ class DAgger(Method):
         """The teacher's deterministic mean action, pre-tanh, on its own normalisation."""
         return self.teacher.actor(self.teacher.obs_rms.normalize(state), deterministic=True)
 
-    def _train_teacher(self) -> IterationStats:
+    def _train_teacher(self, env) -> IterationStats:
         if self.teacher is None:
             self._make_teacher()
-        start = time.perf_counter()
-        stats = self.teacher.iterate(self.teacher_env)
+        with env.timings.phase("teacher_training"):
+            stats = self.teacher.iterate(self.teacher_env)
+        self.teacher_env.timings.pop()  # the teacher's own phases are all in teacher_training
         self.teacher_ready = self.teacher.epoch >= self.config.teacher_iterations
         metrics = {f"teacher_{k}": v for k, v in stats.metrics.items()}
         metrics["teacher_train_return"] = sum(stats.finished_episode_returns) / len(stats.finished_episode_returns) if stats.finished_episode_returns else math.nan
-        return IterationStats(env_steps=stats.env_steps, phase_s={"teacher_training": time.perf_counter() - start}, metrics=metrics)
+        return IterationStats(env_steps=stats.env_steps, metrics=metrics)
 
     # -- student --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -219,41 +212,28 @@ class DAgger(Method):
 
     def iterate(self, env) -> IterationStats:
         if not self.teacher_ready:
-            return self._train_teacher()
-        cfg = self.config
-        env.timings.pop()
+            return self._train_teacher(env)
+        cfg, clock = self.config, env.timings
         if self._obs is None:
             self._obs = env.reset()
-        start = time.perf_counter()
         finished: list[float] = []
-        relabel_s = 0.0
-        for _ in range(cfg.horizon):
-            obs = self._obs
-            clock = time.perf_counter()
-            labels = self.teacher_labels(obs["state"])
-            relabel_s += time.perf_counter() - clock
-            self.buffer.add(obs["pixels"], labels)
-            self._obs, _, _, info = env.step(self.act(obs, deterministic=cfg.loss == "mse"))
-            finished.extend(info["episode_returns"].tolist())
-        rollout_end = time.perf_counter()
+        with clock.phase("student_act"):  # the env's sim_forward and render are timed inside, apart
+            for _ in range(cfg.horizon):
+                obs = self._obs
+                with clock.phase("relabel"):
+                    labels = self.teacher_labels(obs["state"])
+                self.buffer.add(obs["pixels"], labels)
+                self._obs, _, _, info = env.step(self.act(obs, deterministic=cfg.loss == "mse"))
+                finished.extend(info["episode_returns"].tolist())
         loss, steps = (math.nan, 0)
-        if len(self.buffer) >= cfg.learning_starts:
-            loss, steps = self.train_student()
-        end = time.perf_counter()
+        with clock.phase("student_update"):
+            if len(self.buffer) >= cfg.learning_starts:
+                loss, steps = self.train_student()
         self.epochs += 1
-        env_phases = env.timings.pop()
-        sim, render = env_phases.get("sim_forward", 0.0), env_phases.get("render", 0.0)
-        phases = {
-            "sim_forward": sim,
-            "render": render,
-            "relabel": relabel_s,
-            "student_act": rollout_end - start - sim - render - relabel_s,
-            "student_update": end - rollout_end,
-        }
         metrics = {"student_loss": loss, "student_updates": float(steps), "buffer": float(len(self.buffer)),
                    "lr": self.optimizer.param_groups[0]["lr"], "student_std": float(self.student.logstd.detach().exp().mean()),
                    **self.loaded_teacher_cost}  # fmt: skip
-        return IterationStats(env_steps=cfg.horizon * env.num_envs, phase_s=phases, metrics=metrics, finished_episode_returns=finished)
+        return IterationStats(env_steps=cfg.horizon * env.num_envs, metrics=metrics, finished_episode_returns=finished)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict:

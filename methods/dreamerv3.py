@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import PhaseClock, register
+from methods.base import PhaseClock
 from methods.discrete_regression import TwoHot
 from methods.replay import FrameReplay
 from methods.replay_agent import ReplayAgent
@@ -495,9 +495,12 @@ def lambda_returns(reward: torch.Tensor, value: torch.Tensor, discount: torch.Te
 
 
 # -- the agent ---------------------------------------------------------------------------------------
-@register("dreamerv3")
 class DreamerV3(ReplayAgent):
+    name = "dreamerv3"
     config_cls = DreamerV3Config
+    precisions = ("fp32", "bf16")
+    model_sizes = tuple(MODEL_SIZES)
+    has_replay_update = True
     # A 30-minute CPU run collects a few thousand control steps: evaluate often enough for a curve.
     default_eval_every_steps = 2048
     default_eval_episodes = 8
@@ -554,10 +557,6 @@ class DreamerV3(ReplayAgent):
         self._obs: dict[str, torch.Tensor] | None = None
         self._episode_start: torch.Tensor | None = None
         self._latent: dict[str, tuple[LatentState, torch.Tensor] | None] = {"train": None, "eval": None}
-
-    @classmethod
-    def env_kwargs(cls, config: DreamerV3Config) -> dict:
-        return super().env_kwargs(config) | {"crop_static_rows": config.crop_static_rows}
 
     def num_parameters(self) -> dict[str, int]:
         """Trainable parameters per part (the slow critic is a copy, not counted)."""

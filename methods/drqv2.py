@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import PhaseClock, register
+from methods.base import PhaseClock
 from methods.networks import PixelEncoder, feature_trunk, orthogonal_init_
 from methods.replay import FrameReplay
 from methods.replay_agent import ReplayAgent
@@ -154,9 +154,11 @@ class DrQCritic(nn.Module):
         return self.q1(h), self.q2(h)
 
 
-@register("drqv2")
 class DrQV2(ReplayAgent):
+    name = "drqv2"
     config_cls = DrQV2Config
+    precisions = ("fp32", "bf16")
+    has_replay_update = True
     # Control steps between evaluations unless --eval-every says otherwise. DrQ-v2 evaluates every
     # 10k frames; a 30-minute CPU run takes ~45k, so evaluate 2.5x as often to draw a curve.
     default_eval_every_steps = 4096

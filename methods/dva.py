@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from methods.base import IterationStats, Method, register
+from methods.base import IterationStats, Method
 from methods.networks import PixelEncoder, elu_layernorm_mlp, orthogonal_init_
 from methods.normalization import RunningMeanStd
 from methods.returns import td_lambda_targets
@@ -88,10 +87,22 @@ class Actor(nn.Module):
         return mu + self.logstd.exp() * torch.randn_like(mu)  # reparameterised sample
 
 
+@dataclass
+class Rollout:
+    """One short-horizon rollout: the actor's loss (graph attached) and the critic's data, [T, N]."""
+
+    actor_loss: torch.Tensor
+    states: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor
+    next_values: torch.Tensor
+    finished: list[float]
+
+
 class ShortHorizonActorCritic(Method):
     """The shared loop; subclasses only choose what the actor observes."""
 
-    actor_reads_pixels: bool
+    differentiable_sim = True
     # SHAC keeps the graph observation -> simulator state (state, or differentiable pixels);
     # D.Va cuts it (detached pixels, or detached state in the paper's state-only variant).
     observation_gradient: bool
@@ -102,11 +113,11 @@ class ShortHorizonActorCritic(Method):
         self.device = torch.device(device)
         if config.render not in ("raytrace", "differentiable"):
             raise ValueError(f"render must be 'raytrace' or 'differentiable', got {config.render!r}")
-        if self.actor_reads_pixels and self.observation_gradient and config.render != "differentiable":
+        if self.reads_pixels and self.observation_gradient and config.render != "differentiable":
             raise ValueError(f"{self.name} backpropagates through the pixels: it needs render='differentiable', got {config.render!r}")
         torch.manual_seed(seed)
         self.state_dim, self.action_dim = spec.state_dim, spec.action_dim
-        if self.actor_reads_pixels:
+        if self.reads_pixels:
             if spec.image_shape is None:
                 raise ValueError(f"{self.name} needs pixels: build the env with render={config.render!r}")
             encoder = PixelEncoder(spec.image_shape, feature_dim=config.actor_units[0])
@@ -123,23 +134,9 @@ class ShortHorizonActorCritic(Method):
         self.epoch = 0
         self._obs: dict[str, torch.Tensor] | None = None
 
-    @classmethod
-    def env_kwargs(cls, config: DVAConfig) -> dict:
-        """How the training and evaluation envs must be built for this method and config."""
-        render = config.render if cls.actor_reads_pixels else None
-        return {
-            "num_envs": config.num_envs,
-            "image_size": config.image_size,
-            "supersample": config.supersample,
-            "frame_stack": config.frame_stack,
-            "crop_static_rows": config.crop_static_rows,
-            "render": render,
-            "pixel_grad": cls.observation_gradient,  # D.Va on the differentiable renderer renders without a graph
-        }
-
     # -- acting ---------------------------------------------------------------------------------
     def _actor_input(self, obs: dict[str, torch.Tensor], rms: RunningMeanStd) -> torch.Tensor:
-        observation = obs["pixels"] if self.actor_reads_pixels else rms.normalize(obs["state"])
+        observation = obs["pixels"] if self.reads_pixels else rms.normalize(obs["state"])
         # SHAC: the observation keeps its graph to the simulator state; D.Va: that path is cut.
         return observation if self.observation_gradient else observation.detach()
 
@@ -168,15 +165,33 @@ class ShortHorizonActorCritic(Method):
         return torch.where(info["terminated"] | (done & invalid), torch.zeros_like(value), value)
 
     def iterate(self, env) -> IterationStats:
+        clock = env.timings  # the env's sim_forward/render/sim_backward/render_backward are timed inside, apart
+        with clock.phase("actor_forward"):
+            rollout = self._rollout(env)
+        with clock.phase("actor_update"):
+            grad_norm = self._update_actor(rollout.actor_loss, env)
+        with clock.phase("critic_update"):
+            critic_loss = self._update_critic(rollout)
+        self.epoch += 1
+        metrics = {
+            "actor_loss": float(rollout.actor_loss.detach()),
+            "critic_loss": critic_loss,
+            "actor_grad_norm": grad_norm,
+            "actor_lr": self.actor_optimizer.param_groups[0]["lr"],
+            "policy_std": float(self.actor.logstd.detach().exp().mean()),
+        }
+        return IterationStats(env_steps=rollout.rewards.numel(), metrics=metrics, finished_episode_returns=rollout.finished)
+
+    def _rollout(self, env) -> Rollout:
+        """`horizon` steps of all envs with the graph kept: the actor's loss (the negated, discounted
+        short-horizon return bootstrapped by the target critic) and the critic's training data."""
         cfg = self.config
         n, horizon, gamma = env.num_envs, cfg.horizon, cfg.gamma
-        start = time.perf_counter()
         self._set_learning_rates()
         if self._obs is None:
             self._obs = env.reset()
             self.obs_rms.update(self._obs["state"])
         env.detach()  # cut the graph at the iteration boundary; episodes run on
-        env.timings.pop()
         obs = {k: v.detach() for k, v in self._obs.items()}
         rms = self.obs_rms.copy()  # frozen normalisation for this rollout
 
@@ -204,47 +219,31 @@ class ShortHorizonActorCritic(Method):
             discounted_return = torch.where(done, torch.zeros_like(discounted_return), discounted_return)
             rewards[t], dones[t], next_values[t] = reward.detach(), cut.float(), next_value.detach()
             finished.extend(info["episode_returns"].tolist())
-        rollout_end = time.perf_counter()
         self._obs = {k: v.detach() for k, v in obs.items()}  # the next rollout starts here; its graph is never used
+        return Rollout(actor_loss / (horizon * n), states, rewards, dones, next_values, finished)
 
-        actor_loss = actor_loss / (horizon * n)
+    def _update_actor(self, actor_loss: torch.Tensor, env) -> float:
+        """Backpropagate the loss through the rollout (and the simulator) and step the actor; returns
+        the gradient norm before clipping (an exploding one aborts the run)."""
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.actor.parameters(), float("inf")))
-        if not math.isfinite(grad_norm) or grad_norm > cfg.abort_grad_norm:
+        if not math.isfinite(grad_norm) or grad_norm > self.config.abort_grad_norm:
             raise NonFiniteGradientError(f"actor gradient norm {grad_norm} at epoch {self.epoch}")
-        torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_norm)
+        torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.grad_norm)
         self.actor_optimizer.step()
         env.detach()
-        actor_end = time.perf_counter()
+        return grad_norm
 
-        targets = td_lambda_targets(rewards, next_values, dones, gamma, cfg.lam)
-        critic_loss = self._train_critic(states.reshape(-1, self.state_dim), targets.reshape(-1))
+    def _update_critic(self, rollout: Rollout) -> float:
+        """TD(lambda) targets from the target critic, the critic's regression, then Polyak averaging."""
+        cfg = self.config
+        targets = td_lambda_targets(rollout.rewards, rollout.next_values, rollout.dones, cfg.gamma, cfg.lam)
+        critic_loss = self._train_critic(rollout.states.reshape(-1, self.state_dim), targets.reshape(-1))
         with torch.no_grad():
             for target, online in zip(self.target_critic.parameters(), self.critic.parameters()):
                 target.mul_(cfg.target_alpha).add_(online, alpha=1.0 - cfg.target_alpha)
-        end = time.perf_counter()
-        self.epoch += 1
-
-        env_phases = env.timings.pop()
-        rollout_s, update_s = rollout_end - start, actor_end - rollout_end
-        phases = {
-            "sim_forward": env_phases.get("sim_forward", 0.0),
-            "render": env_phases.get("render", 0.0),
-            "actor_forward": rollout_s - env_phases.get("sim_forward", 0.0) - env_phases.get("render", 0.0),
-            "sim_backward": env_phases.get("sim_backward", 0.0),
-            "render_backward": env_phases.get("render_backward", 0.0),  # visual SHAC only
-            "actor_update": update_s - env_phases.get("sim_backward", 0.0) - env_phases.get("render_backward", 0.0),
-            "critic_update": end - actor_end,
-        }
-        metrics = {
-            "actor_loss": float(actor_loss.detach()),
-            "critic_loss": critic_loss,
-            "actor_grad_norm": grad_norm,
-            "actor_lr": self.actor_optimizer.param_groups[0]["lr"],
-            "policy_std": float(self.actor.logstd.detach().exp().mean()),
-        }
-        return IterationStats(env_steps=horizon * n, phase_s=phases, metrics=metrics, finished_episode_returns=finished)
+        return critic_loss
 
     def _train_critic(self, states: torch.Tensor, targets: torch.Tensor) -> float:
         """16 epochs x 4 contiguous (unshuffled, as the reference) minibatches of value regression."""
@@ -288,34 +287,35 @@ class ShortHorizonActorCritic(Method):
         self._obs = None  # the env restarts its episodes after a resume
 
 
-@register("dva")
 class DVA(ShortHorizonActorCritic):
     """D.Va: the actor reads detached pixels; gradients reach it through the simulator only."""
 
-    actor_reads_pixels = True
+    name = "dva"
+    reads_pixels = True
     observation_gradient = False
 
 
-@register("dva-state")
 class DVAState(ShortHorizonActorCritic):
     """State-only D.Va (the paper's ablation): the actor reads the state obs detached. Against
     shac-state it isolates the cut observation gradient from learning from pixels."""
 
-    actor_reads_pixels = False
+    name = "dva-state"
+    reads_pixels = False
     observation_gradient = False
 
 
-@register("shac")
 class SHAC(ShortHorizonActorCritic):
     """Visual SHAC: the actor reads differentiable pixels, gradients also flow back through rendering."""
 
-    actor_reads_pixels = True
+    name = "shac"
+    reads_pixels = True
     observation_gradient = True
+    differentiable_render = True
 
 
-@register("shac-state")
 class SHACState(ShortHorizonActorCritic):
     """SHAC on privileged state: the oracle line and the DAgger teacher."""
 
-    actor_reads_pixels = False
+    name = "shac-state"
+    reads_pixels = False
     observation_gradient = True

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import PhaseClock, register
+from methods.base import PhaseClock
 from methods.discrete_regression import TwoHot
 from methods.drqv2 import random_shift
 from methods.replay import FrameReplay
@@ -321,10 +321,14 @@ class RunningScale:
         self.value.lerp_((high - low).clamp(min=1.0), self.tau)
 
 
-@register("tdmpc2")
 class TDMPC2(ReplayAgent):
+    name = "tdmpc2"
     act_phase = "plan"
     config_cls = TDMPC2Config
+    precisions = ("fp32", "bf16")
+    model_sizes = tuple(MODEL_SIZES)
+    has_replay_update = True
+    has_planner = True
     # A 30-minute CPU run takes ~10k control steps: evaluate often enough to draw a curve
     # (planning 16 eval envs costs as much as a few hundred training steps).
     default_eval_every_steps = 2048

@@ -10,11 +10,11 @@ import envs
 
 def replay_agent(method_cls, preset: str = "smoke", **overrides) -> tuple:
     """(agent, its training env) for a replay-based method at a preset (TD-MPC2, DreamerV3)."""
+    from harness.resolved import build
     from methods.presets import load_config
 
-    config = load_config(method_cls.name, "cartpole", preset, method_cls.config_cls, overrides)
-    env = envs.make("cartpole", device="cpu", seed=0, **method_cls.env_kwargs(config))
-    return method_cls(env.spec, config, "cpu", 0), env
+    built = build(method_cls, "cartpole", load_config(method_cls, "cartpole", preset, overrides), "cpu", seed=0)
+    return built.method, built.env
 
 
 def step_to_first_update(agent, env):

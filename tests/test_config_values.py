@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import yaml
 
-from methods import REGISTRY, get_method_class
+from methods import available_methods, get_method_class
 from methods.config_values import BETAS, LAYER_WIDTHS, POSITIVE_FLOATS, POSITIVE_INTS, SIGNED, UNIT_INTERVAL, check_value
-from methods.presets import CONFIG_DIR, load_config
+from methods.presets import available_presets, load_config
+from methods.registry import available_tasks
 
 RULED = POSITIVE_INTS | POSITIVE_FLOATS | UNIT_INTERVAL | SIGNED | LAYER_WIDTHS | BETAS
 # Numeric keys for which "a finite number >= 0" is the rule (0 means "off" or "automatic").
@@ -22,7 +22,7 @@ NON_NEGATIVE = {
 
 
 def _configs():
-    for name in sorted(REGISTRY):
+    for name in available_methods():
         cls = get_method_class(name)
         yield name, cls, cls.config_cls()
 
@@ -37,15 +37,12 @@ def test_every_numeric_key_has_a_rule(name, cls, config):
     assert not unruled, f"{name}: give these keys a range in methods/config_values.py: {unruled}"
 
 
-def test_every_preset_of_every_method_is_in_range():
-    for name in sorted(REGISTRY):
-        path = CONFIG_DIR / f"{name}.yaml"
-        if not path.exists():
-            continue
-        table = yaml.safe_load(path.read_text())
-        for preset, tasks in table.items():
-            for task in tasks:
-                load_config(name, task, preset, get_method_class(name).config_cls)
+def test_every_preset_of_every_method_is_in_range_on_every_task():
+    for name in available_methods():
+        cls = get_method_class(name)
+        for preset in available_presets(cls):
+            for task in available_tasks():
+                load_config(cls, task, preset)
 
 
 @pytest.mark.parametrize(

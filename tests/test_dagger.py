@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import envs
-from methods.dagger import DAgger, DAggerConfig, TeacherLabelBuffer
-from methods.dva import DVAConfig, SHACState
+from methods.dagger import DAgger, TeacherLabelBuffer
+from methods.dva import SHACState
 from methods.presets import load_config
 
-SMOKE = load_config("dagger", "cartpole", "smoke", DAggerConfig)
+SMOKE = load_config(DAgger, "cartpole", "smoke")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_teacher_trains_first_and_counts_its_env_steps(dagger_env):
     for _ in range(SMOKE.teacher_iterations):
         assert not agent.teacher_ready
         stats = agent.iterate(dagger_env)
-        assert "teacher_training" in stats.phase_s and stats.finished_episode_returns == []
+        assert "teacher_training" in dagger_env.timings.pop() and stats.finished_episode_returns == []
         teacher_steps += stats.env_steps
     assert agent.teacher_ready and teacher_steps == SMOKE.teacher_iterations * agent.teacher_config.num_envs * agent.teacher_config.horizon
     stats = agent.iterate(dagger_env)
@@ -90,7 +90,7 @@ def test_early_stop_ends_an_epoch_at_the_first_small_loss(dagger_env):
 
 def test_teacher_loaded_from_a_shac_state_run(tmp_path, dagger_env):
     state_env = envs.make("cartpole", num_envs=8, render=None)
-    teacher_config = load_config("shac-state", "cartpole", "smoke", DVAConfig)
+    teacher_config = load_config(SHACState, "cartpole", "smoke")
     teacher = SHACState(state_env.spec, teacher_config, "cpu", 0)
     teacher.iterate(state_env)
     (tmp_path / "run.json").write_text(json.dumps({"method": "shac-state", "config": dataclasses.asdict(teacher_config)}))

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from harness.executors import GridOptions, execute_grid
-from harness.runner import plan_action, run_dir
+from harness.resolved import ResolvedRun, resolve
 from harness.specs import RunSpec, parse_overrides
+from harness.store import RunFolder
 
 RUN = [sys.executable, "-m", "harness", "run"]
 SMOKE = ["--preset", "smoke", "--eval-episodes", "2", "--quiet"]
@@ -24,8 +25,16 @@ def _records(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
-def _smoke_spec(method: str, seed: int = 0, steps: int = 1024, **overrides) -> RunSpec:
-    return RunSpec(method, "cartpole", seed, "smoke", f"{steps}-steps", "cpu", 512, 2, overrides)
+def _smoke_spec(method: str, seed: int = 0, steps: int = 1024, **overrides) -> ResolvedRun:
+    return resolve(RunSpec(method, "cartpole", seed, "smoke", f"{steps}-steps", "cpu", 512, 2, overrides))
+
+
+def run_dir(root: Path, run: ResolvedRun) -> Path:
+    return RunFolder.of(root, run.run_id).path
+
+
+def plan_action(folder: Path) -> str:
+    return RunFolder(folder).plan()
 
 
 def test_dry_run_expands_the_grid_resolves_aliases_and_writes_nothing(tmp_path):

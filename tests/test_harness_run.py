@@ -109,11 +109,12 @@ def test_baselines_run_through_the_harness_and_report(tmp_path):
 
 def test_a_last_iteration_past_the_budget_completes_with_the_progress_bar_on(tmp_path):
     """The last iteration overshoots the budget (64 steps per iteration, budget 100): the bar must not break the run."""
+    from harness.resolved import resolve
     from harness.runner import Run
     from harness.specs import RunSpec
 
     spec = RunSpec(method="shac-state", task="cartpole", seed=0, preset="smoke", budget="100-steps", eval_every_steps=64, eval_episodes=2)
-    assert Run(spec, tmp_path, quiet=False).execute() == "complete"
+    assert Run(resolve(spec), tmp_path, quiet=False).execute() == "complete"
     assert _records(tmp_path / "cartpole" / "shac-state" / "smoke" / "seed0")[-1]["env_steps"] == 128
 
 

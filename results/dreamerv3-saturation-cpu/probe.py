@@ -13,7 +13,8 @@ import sys
 import torch
 
 sys.path.insert(0, ".")
-import envs  # noqa: E402
+from harness.resolved import build  # noqa: E402
+from harness.store import RunFolder  # noqa: E402
 from methods.dreamerv3 import Actor, DreamerV3, LatentState  # noqa: E402
 from methods.presets import load_config  # noqa: E402
 
@@ -31,10 +32,9 @@ POLICIES = {
 @torch.no_grad()
 def main(run: str) -> None:
     torch.set_num_threads(1)
-    cfg = load_config("dreamerv3", "cartpole", "cpu", DreamerV3.config_cls, {})
-    env = envs.make("cartpole", device="cpu", seed=0, **DreamerV3.env_kwargs(cfg))
-    agent = DreamerV3(env.spec, cfg, "cpu", 0)
-    agent.load_state_dict(torch.load(run + "/checkpoint.pt", weights_only=False)["method"])
+    built = build(DreamerV3, "cartpole", load_config(DreamerV3, "cartpole", "cpu"), "cpu", seed=0)
+    env, agent = built.env, built.method
+    agent.load_state_dict(RunFolder(run).load_checkpoint()["method"])
     agent.on_eval_start()
     obs = env.reset()
     pre_tanh, states, rewards = [], [], []

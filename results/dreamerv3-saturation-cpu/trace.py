@@ -13,7 +13,7 @@ import sys
 import torch
 
 sys.path.insert(0, ".")
-import envs  # noqa: E402
+from harness.resolved import build  # noqa: E402
 from harness.specs import parse_overrides  # noqa: E402
 from methods.dreamerv3 import DreamerV3  # noqa: E402
 from methods.presets import load_config  # noqa: E402
@@ -23,9 +23,9 @@ COLUMNS = ("actor_mean_abs", "actor_mean", "actor_std", "imag_return", "imag_val
 
 def main(seed: int, updates: int, overrides: dict) -> None:
     torch.set_num_threads(2)
-    cfg = load_config("dreamerv3", "cartpole", "cpu", DreamerV3.config_cls, overrides)
-    env = envs.make("cartpole", device="cpu", seed=seed, **DreamerV3.env_kwargs(cfg))
-    agent = DreamerV3(env.spec, cfg, "cpu", seed)
+    cfg = load_config(DreamerV3, "cartpole", "cpu", overrides)
+    built = build(DreamerV3, "cartpole", cfg, "cpu", seed)
+    env, agent = built.env, built.method
     update = agent.update
 
     def traced_update(phases=None):
