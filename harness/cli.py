@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--at", action="append", default=[], metavar="TIME",
                         help="also tabulate each run's evaluation return at this training wall-clock (e.g. 30m; repeatable): "
                              "the last evaluation at or before it, for runs that trained that long")
+    report.add_argument("--focus", default="dva", metavar="METHOD",
+                        help="the method whose probability of improvement over each other method is reported (default dva)")
 
     check = sub.add_parser("check", help="rerun the reference configurations; fail when a return leaves its band")
     check.add_argument("--reference", default=None, metavar="JSON", help="default results/reference.json")
@@ -459,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         try:
-            out = write_report(args.run_dirs, args.out, command, args.machine, args.threshold, args.reps, args.normalization, at)
+            out = write_report(args.run_dirs, args.out, command, args.machine, args.threshold, args.reps, args.normalization, at,
+                               focus=args.focus)
         except ValueError as err:
             parser.error(str(err))
         print(f"report written to {out}/summary.md")

@@ -8,6 +8,8 @@ first: rliable silently returns NaN for NaN scores and cannot take ragged arrays
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 DEFAULT_REPS = 2000
@@ -65,3 +67,11 @@ def probability_of_improvement(x, y, reps: int = DEFAULT_REPS, seed: int = DEFAU
     )
     low, high = np.asarray(intervals["X,Y"], dtype=float).ravel()
     return float(np.asarray(points["X,Y"]).item()), (float(low), float(high))
+
+
+def spread(values, name: str = "scores", reps: int = DEFAULT_REPS, seed: int = DEFAULT_SEED) -> dict[str, float]:
+    """One table cell's numbers over seeds: mean, std, iqm, iqm_ci_low, iqm_ci_high (all NaN when there are no values)."""
+    if len(values) == 0:
+        return dict.fromkeys(("mean", "std", "iqm", "iqm_ci_low", "iqm_ci_high"), math.nan)
+    iqm, (low, high) = iqm_with_ci({name: values}, reps=reps, seed=seed)[name]
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "iqm": iqm, "iqm_ci_low": low, "iqm_ci_high": high}

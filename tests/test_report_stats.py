@@ -1,4 +1,4 @@
-"""Statistics (rliable), normalisation, report input validation, reference-return check."""
+"""Statistics (rliable), normalisation, report input validation and options, reference-return check."""
 
 from __future__ import annotations
 
@@ -125,6 +125,35 @@ def test_each_dva_config_is_compared_with_the_other_methods_but_not_with_another
     assert (tmp_path / "report" / "poi.png").exists()
 
 
+def test_focus_picks_the_method_compared_with_the_others_and_an_absent_one_is_said_not_failed(tmp_path, capsys):
+    from harness.cli import main
+
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        for method, final in (("dva", 1000.0), ("shac", 500.0), ("tdmpc2", 100.0)):
+            _fake_run(runs, seed, [0.0, final + seed], method=method)
+
+    def probability_line(out: Path) -> str:
+        return next(s for s in (out / "summary.md").read_text().splitlines() if s.startswith("Probability of improvement"))
+
+    assert main(["report", str(runs), "--out", str(tmp_path / "shac"), "--reps", "50", "--focus", "shac"]) == 0
+    line = probability_line(tmp_path / "shac")
+    assert line.count("P(") == 2 and "P(shac > dva) = 0.00" in line and "P(shac > tdmpc2) = 1.00" in line, line
+    assert main(["report", str(runs), "--out", str(tmp_path / "absent"), "--reps", "50", "--focus", "drqv2"]) == 0
+    assert probability_line(tmp_path / "absent") == "Probability of improvement: none: the focus method drqv2 (--focus) has no scores in the aggregate."
+    assert (tmp_path / "absent" / "iqm.png").exists() and not (tmp_path / "absent" / "poi.png").exists()
+
+
+def test_the_report_modules_import_no_simulator_nor_torch():
+    """`harness report` runs where no simulator is installed; a fresh process shows what importing it loads."""
+    code = ("import sys; import harness.report, harness.report_runs, harness.report_aggregate, harness.report_figures, "
+            "harness.report_tables, harness.stats; "
+            "loaded = [m for m in ('warp', 'newton', 'envs', 'methods', 'torch') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path):
     import importlib.util
 
@@ -165,9 +194,9 @@ def _curve_rows(ends: dict[str, int]) -> list[dict]:
 
 
 def test_curves_of_very_different_lengths_share_a_log_grid_so_the_short_run_stays_visible():
-    from harness.report import _curve_frame
+    from harness.report_figures import curve_frame
 
-    data, log_axis = _curve_frame(_curve_rows({"tdmpc2": 10_000, "dagger": 3_800_000}), "env_steps", 1.0)
+    data, log_axis = curve_frame(_curve_rows({"tdmpc2": 10_000, "dagger": 3_800_000}), "env_steps", 1.0)
     short = data[data["method"] == "tdmpc2"]
     assert log_axis
     assert len(short) >= 10  # on a linear grid of 60 points it would get one point, at 0
@@ -178,8 +207,8 @@ def test_curves_of_very_different_lengths_share_a_log_grid_so_the_short_run_stay
 
 
 def test_curves_of_similar_lengths_keep_a_linear_grid_from_zero():
-    from harness.report import CURVE_POINTS, _curve_frame
+    from harness.report_figures import CURVE_POINTS, curve_frame
 
-    data, log_axis = _curve_frame(_curve_rows({"dva": 2_000_000, "shac-state": 700_000}), "env_steps", 1.0)
+    data, log_axis = curve_frame(_curve_rows({"dva": 2_000_000, "shac-state": 700_000}), "env_steps", 1.0)
     assert not log_axis
     assert data["x"].min() == 0.0 and len(data[data["method"] == "dva"]) == CURVE_POINTS
