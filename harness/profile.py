@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.report import PHASES
+from harness.report_aggregate import PHASES
 from harness.resources import RssPeak, rss_mb
 
 

@@ -28,14 +28,14 @@ from pathlib import Path
 
 from harness.io import staged_folder
 from harness.normalization import NormalizationTable, load_normalization
-from harness.report_aggregate import PHASES, aggregate, summarise
+from harness.report_aggregate import aggregate, summarise
 from harness.report_figures import plot_curves, plot_grad_norms, plot_iqm, plot_poi, plot_reconstructions
 from harness.report_figures import plot_phases as _plot_phases  # the name tests/test_cli_validation.py patches to fail half-way
 from harness.report_runs import RunRecord, copy_run_files, load_runs
 from harness.report_tables import write_summary
 from harness.stats import DEFAULT_REPS
 
-__all__ = ["PHASES", "write_report"]  # PHASES: harness/profile.py orders its phases the same way
+__all__ = ["write_report"]
 
 DEFAULT_FOCUS = "dva"
 

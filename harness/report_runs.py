@@ -1,16 +1,16 @@
-"""The report's one reader of run folders: `run.json` and `metrics.jsonl`, checked field by field.
+"""The report's reader of run folders (through `harness.store`), every field checked.
 
-The other report modules see only `RunRecord`s, so when `harness.store` owns the run folder's
-files, `load_runs` and `copy_run_files` are the one place to switch to it.
+The other report modules see only `RunRecord`s.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.store import METRICS, RUN_JSON, RunFolder, find_run_folders
 
 REQUIRED_RECORD_KEYS = ("env_steps", "train_wall_s", "eval_return_mean")
 RECONSTRUCTION = "reconstruction.npz"  # a world-model method's video of its predictions (figure input)
@@ -48,15 +48,10 @@ class RunRecord:
 def load_runs(paths: list[str | Path]) -> list[RunRecord]:
     """Every run folder under `paths` (recursively, submitit's folders skipped); ValueError when there
     is none, when one is malformed, or when one run (task, method, config, seed) appears twice."""
-    runs = []
-    for root in paths:
-        root = Path(root)
+    for root in map(Path, paths):
         if not root.exists():
             raise ValueError(f"{root} does not exist")
-        for run_json in sorted(root.rglob("run.json")):
-            if ".submitit" in run_json.parts:
-                continue
-            runs.append(_load_run(run_json))
+    runs = [_load_run(folder) for folder in find_run_folders(paths)]
     if not runs:
         raise ValueError(f"no run folders (run.json) under {', '.join(map(str, paths))}")
     seen: dict[tuple, Path] = {}
@@ -75,18 +70,15 @@ def copy_run_files(runs: list[RunRecord], dest: Path) -> None:
         if target.resolve() == run.folder.resolve():
             continue
         target.mkdir(parents=True, exist_ok=True)
-        for name in ("run.json", "metrics.jsonl", RECONSTRUCTION):
+        for name in (RUN_JSON, METRICS, RECONSTRUCTION):
             if (run.folder / name).exists():
                 shutil.copyfile(run.folder / name, target / name)
 
 
-def _load_run(run_json: Path) -> RunRecord:
+def _load_run(folder: RunFolder) -> RunRecord:
     """A run folder's run.json and metrics.jsonl, checked field by field (ValueError naming file and field)."""
-    folder = run_json.parent
-    try:
-        run = json.loads(run_json.read_text())
-    except ValueError as err:
-        raise ValueError(f"{run_json} is not valid JSON: {err}") from None
+    run_json = folder.path / RUN_JSON
+    run = folder.read_strict()
     spec = run.get("spec") if isinstance(run, dict) else None
     if not isinstance(spec, dict) or not {"task", "method", "seed", "preset"} <= set(spec) or "method" not in run:
         raise ValueError(f"{run_json} is not a harness run folder (run.json needs spec.task/method/seed/preset and method)")
@@ -97,19 +89,12 @@ def _load_run(run_json: Path) -> RunRecord:
         raise ValueError(f"{run_json}: spec.seed must be an integer >= 0, got {spec['seed']!r}")
     if "status" in run and not isinstance(run["status"], str):
         raise ValueError(f"{run_json}: status must be a string, got {run['status']!r}")
-    records = []
-    metrics = folder / "metrics.jsonl"
-    if metrics.exists():
-        for number, line in enumerate(metrics.read_text().splitlines(), start=1):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise ValueError(f"{metrics}:{number} is not valid JSON (a torn write?)") from None
-            records.append(_checked_record(record, f"{metrics}:{number}"))
-        steps = [r["env_steps"] for r in records]
-        if any(b <= a for a, b in zip(steps, steps[1:])):
-            raise ValueError(f"{metrics}: env_steps are not strictly increasing (duplicated or out-of-order records)")
-    return RunRecord(folder, run, records)
+    metrics = folder.metrics_path
+    records = [_checked_record(record, f"{metrics}:{number}") for number, record in enumerate(folder.records(strict=True), start=1)]
+    steps = [r["env_steps"] for r in records]
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"{metrics}: env_steps are not strictly increasing (duplicated or out-of-order records)")
+    return RunRecord(folder.path, run, records)
 
 
 def _is_int(value) -> bool:

@@ -9,8 +9,11 @@ plus the pre-fix D.Va seed 0 rerun here on the AMD EPYC VM (`runs-before-fix/`).
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, ".")
+from harness.store import RunFolder  # noqa: E402
 
 HERE = Path(__file__).parent
 SOURCES = {
@@ -22,7 +25,7 @@ EVERY, THRESHOLD = 204_800, 1_500.0
 
 
 def evaluations(folder: Path) -> list[tuple[int, float]]:
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = RunFolder(folder).records()
     return [(r["env_steps"], r["eval_return_mean"]) for r in rows if r.get("eval_return_mean") is not None]
 
 

@@ -10,15 +10,13 @@ difference, naming the run, the record and the field.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, ".")
+from harness.store import METRICS, RunFolder  # noqa: E402
+
 CLOCK_FIELDS = {"train_wall_s", "eval_wall_s", "phase_s"}
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def strip(record: dict) -> dict:
@@ -29,14 +27,14 @@ def strip(record: dict) -> dict:
 
 def main(before: Path, after: Path) -> int:
     differences, compared = 0, 0
-    for path in sorted(before.rglob("metrics.jsonl")):
+    for path in sorted(before.rglob(METRICS)):
         twin = after / path.relative_to(before)
         name = str(path.parent.relative_to(before))
         if not twin.exists():
             print(f"MISSING {name}")
             differences += 1
             continue
-        old, new = records(path), records(twin)
+        old, new = RunFolder(path.parent).records(), RunFolder(twin.parent).records()
         if len(old) != len(new):
             print(f"DIFFER  {name}: {len(old)} records before, {len(new)} after")
             differences += 1
