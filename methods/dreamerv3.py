@@ -63,6 +63,7 @@ from methods.normalization import PercentileScale
 from methods.precision import autocast, check_precision
 from methods.replay import FrameReplay
 from methods.replay_agent import ReplayAgent
+from methods.returns import lambda_returns
 from methods.update_credit import UpdateCredit
 
 # baselines.md 2.1, "Model sizes": GRU (deter), CNN multiplier (depth), dense units, MLP layers.
@@ -462,19 +463,6 @@ class WorldModel(nn.Module):
         self.cont = MLPHead(feat, size["units"], size["layers"], 1, cfg.norm_eps, outscale=1.0)
 
 
-def lambda_returns(reward: torch.Tensor, value: torch.Tensor, discount: torch.Tensor, lam: float) -> torch.Tensor:
-    """R_t = r_t + d_t ((1 - lam) v_{t+1} + lam R_{t+1}), R_H = v_H.
-
-    reward, discount [H, ...] of the transitions t -> t+1; value [H+1, ...]. Returns [H, ...].
-    lam = 0: one-step TD targets; lam = 1: the discounted return bootstrapped with v_H."""
-    returns = []
-    last = value[-1]
-    for t in reversed(range(reward.shape[0])):
-        last = reward[t] + discount[t] * ((1 - lam) * value[t + 1] + lam * last)
-        returns.append(last)
-    return torch.stack(returns[::-1])
-
-
 # -- the agent ---------------------------------------------------------------------------------------
 @register("dreamerv3")
 class DreamerV3(ReplayAgent):
@@ -674,7 +662,7 @@ class DreamerV3(ReplayAgent):
         # whose imagined values are negative (CartPole's early termination does exactly that).
         discount = self.config.discount * (self.wm.cont(feat).squeeze(-1).float() > 0).float()
         value = self.two_hot.decode(self.critic(feat))
-        return reward, discount, value, lambda_returns(reward, value, discount[1:], self.config.return_lambda)
+        return reward, discount, value, lambda_returns(reward, value[1:], discount[1:], self.config.return_lambda)
 
     def train_behaviour(self, start: LatentState) -> dict[str, float]:
         cfg = self.config

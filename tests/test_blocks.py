@@ -1,5 +1,5 @@
-"""The blocks the methods share (issue 28), each against an independent reference: the
-percentile scale, the update credit, the precision helper and the MLP builders."""
+"""The blocks the methods share (issue 28), each against an independent reference: λ-returns,
+the percentile scale, the update credit, the precision helper and the MLP builders."""
 
 from __future__ import annotations
 
@@ -14,8 +14,92 @@ from methods.drqv2 import DrQActor, DrQCritic
 from methods.networks import elu_layernorm_mlp, mlp, relu_mlp
 from methods.normalization import PercentileScale
 from methods.precision import autocast, check_precision
+from methods.returns import lambda_returns, td_lambda_targets
 from methods.tdmpc2 import NormedLinear, SimNorm, normed_mlp
 from methods.update_credit import UpdateCredit
+
+
+# -- λ-returns ---------------------------------------------------------------------------------------
+def _textbook(rewards, next_values, discount, cuts, lam) -> list[list[float]]:
+    """R_t = r_t + g_t ((1 - lam) V_{t+1} + lam R_{t+1}); R_t = r_t + g_t V_{t+1} at a cut. Plain floats."""
+    horizon, n = len(rewards), len(rewards[0])
+    out = [[0.0] * n for _ in range(horizon)]
+    for i in range(n):
+        later = 0.0
+        for t in reversed(range(horizon)):
+            g, v = discount[t][i], next_values[t][i]
+            later = rewards[t][i] + g * (v if cuts[t][i] else (1 - lam) * v + lam * later)
+            out[t][i] = later
+    return out
+
+
+def _rollout(seed: int, horizon: int = 9, n: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    rewards = torch.randn(horizon, n, generator=g, dtype=torch.float64)
+    next_values = torch.randn(horizon, n, generator=g, dtype=torch.float64) * 10
+    cuts = (torch.rand(horizon, n, generator=g) < 0.2).double()
+    cuts[-1] = 1.0
+    return rewards, next_values, cuts
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.95, 1.0])
+def test_lambda_returns_follow_the_textbook_recursion_with_cuts_and_per_step_discounts(lam):
+    rewards, next_values, cuts = _rollout(0)
+    discount = 0.99 * (torch.rand(rewards.shape, generator=torch.Generator().manual_seed(1)) > 0.1).double()
+    got = lambda_returns(rewards, next_values, discount, lam, cuts)
+    want = _textbook(rewards.tolist(), next_values.tolist(), discount.tolist(), cuts.tolist(), lam)
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    scalar = lambda_returns(rewards, next_values, 0.9, lam, cuts)
+    want = _textbook(rewards.tolist(), next_values.tolist(), [[0.9] * 5] * 9, cuts.tolist(), lam)
+    torch.testing.assert_close(scalar, torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+
+
+def test_lambda_returns_cut_only_at_the_horizon_by_default_and_carry_gradients():
+    rewards, next_values, _ = _rollout(2)
+    rewards.requires_grad_(True)
+    next_values.requires_grad_(True)
+    got = lambda_returns(rewards, next_values, 0.9, 0.8)
+    last_only = [[0.0] * 5 for _ in range(8)] + [[1.0] * 5]
+    want = _textbook(rewards.tolist(), next_values.tolist(), [[0.9] * 5] * 9, last_only, 0.8)
+    torch.testing.assert_close(got.detach(), torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    got[0].sum().backward()
+    # dR_0/dr_t = (0.9 * 0.8)^t; dR_0/dV_{t+1} = 0.9^(t+1) 0.8^t (1 - 0.8), and 0.9^9 0.8^8 for V_9.
+    t = torch.arange(9, dtype=torch.float64)
+    torch.testing.assert_close(rewards.grad[:, 0], 0.72**t)
+    value_grad = 0.9 ** (t + 1) * 0.8**t * 0.2
+    value_grad[-1] = 0.9**9 * 0.8**8
+    torch.testing.assert_close(next_values.grad[:, 0], value_grad)
+
+
+def _shac_reference(rew_buf, next_values, done_mask, gamma, lam):
+    """SHAC's compute_target_values (td-lambda), as the reference code writes it."""
+    steps = rew_buf.shape[0]
+    target_values = torch.zeros_like(rew_buf)
+    Ai = torch.zeros_like(rew_buf[0])
+    Bi = torch.zeros_like(rew_buf[0])
+    lam_t = torch.ones_like(rew_buf[0])
+    for i in reversed(range(steps)):
+        lam_t = lam_t * lam * (1.0 - done_mask[i]) + done_mask[i]
+        Ai = (1.0 - done_mask[i]) * (lam * gamma * Ai + gamma * next_values[i] + (1.0 - lam_t) / (1.0 - lam) * rew_buf[i])
+        Bi = gamma * (next_values[i] * done_mask[i] + Bi * (1.0 - done_mask[i])) + rew_buf[i]
+        target_values[i] = (1.0 - lam) * Ai + lam_t * Bi
+    return target_values
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.95])
+def test_td_lambda_targets_are_bitwise_shacs_arithmetic(lam):
+    """D.Va's seeded runs are compared to the last bit: its critic targets keep SHAC's float operations."""
+    rewards, next_values, cuts = (x.float() * 37.1 for x in _rollout(3, horizon=32, n=64))
+    cuts = (cuts != 0).float()
+    assert torch.equal(td_lambda_targets(rewards, next_values, cuts.bool(), 0.99, lam), _shac_reference(rewards, next_values, cuts, 0.99, lam))
+
+
+def test_lambda_outside_its_range_is_refused():
+    rewards, next_values, cuts = _rollout(4)
+    with pytest.raises(ValueError, match="lambda"):
+        td_lambda_targets(rewards, next_values, cuts, 0.99, 1.0)  # SHAC's form divides by 1 - lambda
+    with pytest.raises(ValueError, match="lambda"):
+        lambda_returns(rewards, next_values, 0.99, 1.5, cuts)
 
 
 # -- percentile scale --------------------------------------------------------------------------------

@@ -23,12 +23,12 @@ from methods.dreamerv3 import (
     DreamerV3Config,
     LatentState,
     kl_loss,
-    lambda_returns,
     sample_one_hot,
     unimix_logits,
 )
 from methods.normalization import PercentileScale
 from methods.replay import FrameReplay
+from methods.returns import lambda_returns
 
 
 def _spec(image: int = 16, action_dim: int = 1, num_envs: int = 2):
@@ -115,13 +115,13 @@ def test_lambda_returns_limits_are_td_and_bootstrapped_monte_carlo():
     torch.manual_seed(0)
     h = 6
     reward, value, discount = torch.randn(h, 3), torch.randn(h + 1, 3), torch.rand(h, 3)
-    torch.testing.assert_close(lambda_returns(reward, value, discount, 0.0), reward + discount * value[1:])
+    torch.testing.assert_close(lambda_returns(reward, value[1:], discount, 0.0), reward + discount * value[1:])
     mc = value[-1].clone()
     expected = []
     for t in reversed(range(h)):
         mc = reward[t] + discount[t] * mc
         expected.append(mc)
-    torch.testing.assert_close(lambda_returns(reward, value, discount, 1.0), torch.stack(expected[::-1]))
+    torch.testing.assert_close(lambda_returns(reward, value[1:], discount, 1.0), torch.stack(expected[::-1]))
 
 
 # 6. return scale
