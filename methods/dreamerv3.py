@@ -59,8 +59,12 @@ from torch import nn
 
 from methods.base import PhaseClock
 from methods.discrete_regression import TwoHot
+from methods.normalization import PercentileScale
+from methods.precision import PRECISIONS, autocast, check_precision
 from methods.replay import FrameReplay
 from methods.replay_agent import ReplayAgent
+from methods.returns import lambda_returns
+from methods.update_credit import UpdateCredit
 
 # baselines.md 2.1, "Model sizes": GRU (deter), CNN multiplier (depth), dense units, MLP layers.
 MODEL_SIZES: dict[str, dict[str, int]] = {
@@ -459,46 +463,11 @@ class WorldModel(nn.Module):
         self.cont = MLPHead(feat, size["units"], size["layers"], 1, cfg.norm_eps, outscale=1.0)
 
 
-class ReturnScale:
-    """EMA (decay 0.99, from 0) of the 5th and 95th percentiles of the lambda-returns; the advantage
-    is divided by max(1, P95 - P5), so small returns are not blown up."""
-
-    def __init__(self, decay: float, low: float, high: float, device: torch.device):
-        self.decay = decay
-        self.levels = torch.tensor([low, high], device=device)
-        self.values = torch.zeros(2, device=device)
-
-    def update(self, returns: torch.Tensor) -> None:
-        quantiles = torch.quantile(returns.detach().float().flatten(), self.levels.to(returns.device))
-        self.values.lerp_(quantiles, 1.0 - self.decay)
-
-    @property
-    def offset(self) -> torch.Tensor:
-        return self.values[0]
-
-    @property
-    def scale(self) -> torch.Tensor:
-        return (self.values[1] - self.values[0]).clamp(min=1.0)
-
-
-def lambda_returns(reward: torch.Tensor, value: torch.Tensor, discount: torch.Tensor, lam: float) -> torch.Tensor:
-    """R_t = r_t + d_t ((1 - lam) v_{t+1} + lam R_{t+1}), R_H = v_H.
-
-    reward, discount [H, ...] of the transitions t -> t+1; value [H+1, ...]. Returns [H, ...].
-    lam = 0: one-step TD targets; lam = 1: the discounted return bootstrapped with v_H."""
-    returns = []
-    last = value[-1]
-    for t in reversed(range(reward.shape[0])):
-        last = reward[t] + discount[t] * ((1 - lam) * value[t + 1] + lam * last)
-        returns.append(last)
-    return torch.stack(returns[::-1])
-
-
 # -- the agent ---------------------------------------------------------------------------------------
 class DreamerV3(ReplayAgent):
     name = "dreamerv3"
     config_cls = DreamerV3Config
-    precisions = ("fp32", "bf16")
+    precisions = PRECISIONS
     model_sizes = tuple(MODEL_SIZES)
     has_replay_update = True
     # A 30-minute CPU run collects a few thousand control steps: evaluate often enough for a curve.
@@ -513,8 +482,7 @@ class DreamerV3(ReplayAgent):
         cfg = config
         if cfg.model_size not in MODEL_SIZES:
             raise ValueError(f"unknown DreamerV3 model_size {cfg.model_size!r}; available: {', '.join(MODEL_SIZES)}")
-        if cfg.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
+        check_precision(cfg.precision)
         if cfg.batch_size < 1 or cfg.batch_length < 2 or cfg.horizon < 1:
             raise ValueError(f"need batch_size >= 1, batch_length >= 2 and horizon >= 1, got {cfg.batch_size}, {cfg.batch_length}, {cfg.horizon}")
         if cfg.actor_grad not in ("dynamics", "reinforce"):
@@ -545,14 +513,15 @@ class DreamerV3(ReplayAgent):
         self.model_optim = torch.optim.Adam(self.wm.parameters(), lr=cfg.model_lr, eps=cfg.model_eps)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, eps=cfg.ac_eps)
         self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, eps=cfg.ac_eps)
-        self.return_scale = ReturnScale(cfg.return_norm_decay, cfg.return_norm_low, cfg.return_norm_high, self.device)
+        # EMA (decay 0.99, from 0) of the 5th and 95th percentiles of the lambda-returns; the
+        # advantage is divided by max(1, P95 - P5), so small returns are not blown up.
+        self.return_scale = PercentileScale(cfg.return_norm_low, cfg.return_norm_high, 1.0 - cfg.return_norm_decay, self.device)
         self.replay = FrameReplay(spec.num_envs, cfg.replay_capacity, tuple(spec.image_shape), spec.action_dim, 1)
         self.updates_per_agent_step = cfg.train_ratio / (cfg.batch_size * cfg.batch_length)
+        self.update_credit = UpdateCredit(self.updates_per_agent_step, burst_replaces_step=False)
         self.agent_steps = 0  # summed over envs
         self.control_steps = 0
         self.updates = 0
-        self._pretrained = False
-        self._update_credit = 0.0
         self._collect_until = cfg.prefill
         self._obs: dict[str, torch.Tensor] | None = None
         self._episode_start: torch.Tensor | None = None
@@ -566,8 +535,8 @@ class DreamerV3(ReplayAgent):
         counts = {name: count(module) for name, module in parts.items()}
         return counts | {"total": sum(counts.values())}
 
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16", cache_enabled=False)
+    def autocast(self) -> torch.autocast:
+        return autocast(self.device, self.config.precision)
 
     # -- acting ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -603,14 +572,9 @@ class DreamerV3(ReplayAgent):
         self.control_steps += num_envs * control_steps
         if self.agent_steps < self._collect_until or int(self.replay.count.min()) < self.config.batch_length:
             return None
-        if not self._pretrained:
-            self._update_credit += self.config.pretrain_updates
-            self._pretrained = True
-        self._update_credit += num_envs * self.updates_per_agent_step
         metrics = None
-        while self._update_credit >= 1.0:
+        for _ in range(self.update_credit.owed(num_envs, burst=self.config.pretrain_updates)):
             metrics = self.update(phases)
-            self._update_credit -= 1.0
         return metrics
 
     def _iteration_metrics(self) -> dict[str, float]:
@@ -697,7 +661,7 @@ class DreamerV3(ReplayAgent):
         # whose imagined values are negative (CartPole's early termination does exactly that).
         discount = self.config.discount * (self.wm.cont(feat).squeeze(-1).float() > 0).float()
         value = self.two_hot.decode(self.critic(feat))
-        return reward, discount, value, lambda_returns(reward, value, discount[1:], self.config.return_lambda)
+        return reward, discount, value, lambda_returns(reward, value[1:], discount[1:], self.config.return_lambda)
 
     def train_behaviour(self, start: LatentState) -> dict[str, float]:
         cfg = self.config
@@ -800,20 +764,19 @@ class DreamerV3(ReplayAgent):
             "wm": self.wm.state_dict(), "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
             "slow_critic": self.slow_critic.state_dict(), "model_optim": self.model_optim.state_dict(),
             "actor_optim": self.actor_optim.state_dict(), "critic_optim": self.critic_optim.state_dict(),
-            "return_scale": self.return_scale.values.clone(),
-            "counters": {"agent_steps": self.agent_steps, "control_steps": self.control_steps, "updates": self.updates, "pretrained": self._pretrained},
+            "return_scale": self.return_scale.stats.clone(),
+            "counters": {"agent_steps": self.agent_steps, "control_steps": self.control_steps, "updates": self.updates, "pretrained": self.update_credit.pretrained},
             "generator": self.generator.get_state(), "train_generator": self.train_generator.get_state(),
         }  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         for name in ("wm", "actor", "critic", "slow_critic", "model_optim", "actor_optim", "critic_optim"):
             getattr(self, name).load_state_dict(state[name])
-        self.return_scale.values = torch.as_tensor(state["return_scale"], dtype=torch.float32, device=self.device).clone()
+        self.return_scale.stats = torch.as_tensor(state["return_scale"], dtype=torch.float32, device=self.device).clone()
         counters = state["counters"]
         self.agent_steps, self.control_steps, self.updates = counters["agent_steps"], counters["control_steps"], counters["updates"]
-        self._pretrained = counters["pretrained"]
-        self._collect_until = self.agent_steps + self.config.prefill if self._pretrained else self.config.prefill
-        self._update_credit = 0.0
+        self.update_credit.restart(counters["pretrained"])
+        self._collect_until = self.agent_steps + self.config.prefill if self.update_credit.pretrained else self.config.prefill
         self.generator.set_state(state["generator"])
         self.train_generator.set_state(state["train_generator"])
         self._obs = None

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import PhaseClock
-from methods.networks import PixelEncoder, feature_trunk, orthogonal_init_
+from methods.networks import PixelEncoder, feature_trunk, orthogonal_init_, relu_mlp
+from methods.precision import PRECISIONS, autocast, check_precision
 from methods.replay import FrameReplay
 from methods.replay_agent import ReplayAgent
 
@@ -124,11 +125,7 @@ class DrQActor(nn.Module):
     def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden_dim: int):
         super().__init__()
         self.trunk = feature_trunk(repr_dim, feature_dim)
-        self.policy = nn.Sequential(
-            nn.Linear(feature_dim, hidden_dim), nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, action_dim),
-        )  # fmt: skip
+        self.policy = relu_mlp(feature_dim, [hidden_dim, hidden_dim], action_dim)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """The mean action tanh(mu); the std comes from the schedule."""
@@ -139,15 +136,8 @@ class DrQCritic(nn.Module):
     def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden_dim: int):
         super().__init__()
         self.trunk = feature_trunk(repr_dim, feature_dim)
-
-        def q_head() -> nn.Sequential:
-            return nn.Sequential(
-                nn.Linear(feature_dim + action_dim, hidden_dim), nn.ReLU(inplace=True),
-                nn.Linear(hidden_dim, hidden_dim), nn.ReLU(inplace=True),
-                nn.Linear(hidden_dim, 1),
-            )  # fmt: skip
-
-        self.q1, self.q2 = q_head(), q_head()
+        self.q1 = relu_mlp(feature_dim + action_dim, [hidden_dim, hidden_dim], 1)
+        self.q2 = relu_mlp(feature_dim + action_dim, [hidden_dim, hidden_dim], 1)
 
     def forward(self, features: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.cat([self.trunk(features), action], dim=-1)
@@ -157,7 +147,7 @@ class DrQCritic(nn.Module):
 class DrQV2(ReplayAgent):
     name = "drqv2"
     config_cls = DrQV2Config
-    precisions = ("fp32", "bf16")
+    precisions = PRECISIONS
     has_replay_update = True
     # Control steps between evaluations unless --eval-every says otherwise. DrQ-v2 evaluates every
     # 10k frames; a 30-minute CPU run takes ~45k, so evaluate 2.5x as often to draw a curve.
@@ -169,8 +159,7 @@ class DrQV2(ReplayAgent):
         if config.nstep < 1 or config.update_every_steps < 1 or config.batch_size < 1:
             raise ValueError(f"nstep, update_every_steps and batch_size must be >= 1, got {config.nstep}, {config.update_every_steps}, {config.batch_size}")
         schedule(config.stddev_schedule, 0)  # fail early on a malformed schedule
-        if config.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
+        check_precision(config.precision)
         self.config = config
         self.device = torch.device(device)
         torch.manual_seed(seed)
@@ -238,9 +227,8 @@ class DrQV2(ReplayAgent):
         next_obs = random_shift(batch.next_obs.to(self.device), cfg.augment_pad, self.generator)
         action, reward, discount = (x.to(self.device) for x in (batch.action, batch.reward, batch.discount))
         lap("replay_sample")
-        # No autocast weight cache: the actor runs under no_grad for the critic's target first, and
-        # a cached bf16 copy made there would carry no graph into the actor step (torch#65766).
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16", cache_enabled=False):
+        # (autocast has no weight cache: the actor runs under no_grad for the critic's target first)
+        with autocast(self.device, cfg.precision):
             metrics, features = self.update_critic(obs, action, reward, discount, next_obs)
             lap("critic_update")
             metrics |= self.update_actor(features.detach())

@@ -1,8 +1,10 @@
-"""Network blocks shared by the methods: the DrQ-v2 conv encoder and trunk, LayerNorm MLPs."""
+"""Network blocks shared by the methods: the DrQ-v2 conv encoder and trunk, and the MLPs."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -59,14 +61,28 @@ def _trunk_layers(in_dim: int, feature_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
 
 
+def mlp(
+    in_dim: int, hidden: list[int], out_dim: int, block: Callable[[int, int], list[nn.Module]], output: Callable[[int, int], nn.Module] = nn.Linear
+) -> nn.Sequential:
+    """One flat Sequential: the modules of `block(d_in, d_out)` per hidden layer, then `output`.
+
+    SHAC/D.Va's, DrQ-v2's and TD-MPC2's MLPs differ in their hidden block (and TD-MPC2's dynamics
+    in its output layer); building them here keeps the layer order, and so the parameter names and
+    the order of random initialisation, in one place.
+    """
+    dims = [in_dim, *hidden]
+    layers = [module for d_in, d_out in itertools.pairwise(dims) for module in block(d_in, d_out)]
+    return nn.Sequential(*layers, output(dims[-1], out_dim))
+
+
 def elu_layernorm_mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
     """SHAC/D.Va MLP: hidden layers Linear -> ELU -> LayerNorm, linear output."""
-    layers: list[nn.Module] = []
-    dims = [in_dim, *hidden]
-    for d_in, d_out in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(d_in, d_out), nn.ELU(), nn.LayerNorm(d_out)]
-    layers.append(nn.Linear(dims[-1], out_dim))
-    return nn.Sequential(*layers)
+    return mlp(in_dim, hidden, out_dim, lambda d_in, d_out: [nn.Linear(d_in, d_out), nn.ELU(), nn.LayerNorm(d_out)])
+
+
+def relu_mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
+    """DrQ-v2's actor and Q heads: hidden layers Linear -> ReLU (in place), linear output."""
+    return mlp(in_dim, hidden, out_dim, lambda d_in, d_out: [nn.Linear(d_in, d_out), nn.ReLU(inplace=True)])
 
 
 def orthogonal_init_(module: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:

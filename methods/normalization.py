@@ -1,4 +1,5 @@
-"""Running mean and variance of observations (SHAC/D.Va `RunningMeanStd`)."""
+"""Running statistics that normalise what a method learns from: observations (SHAC/D.Va's
+`RunningMeanStd`) and the spread of returns or values (DreamerV3, TD-MPC2: `PercentileScale`)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,35 @@ class RunningMeanStd:
         self.mean = state["mean"].to(self.mean.device)
         self.var = state["var"].to(self.var.device)
         self.count = float(state["count"])
+
+
+class PercentileScale:
+    """max(1, P_high - P_low) of batches (returns or Q values), smoothed by an EMA with weight `rate`.
+
+    The divisor of an advantage or a Q value: it keeps the loss on one scale across tasks without
+    blowing up small ones. `smooth="percentiles"` (DreamerV3) smooths the two percentiles, from 0,
+    and clamps their range; `smooth="range"` (TD-MPC2) smooths the clamped range itself, from 1.
+    `stats` (the smoothed tensor: [2] or []) is what a checkpoint saves. It stays on `device`, so an
+    update never waits for the device.
+    """
+
+    def __init__(self, low: float, high: float, rate: float, device: torch.device | str, smooth: str = "percentiles"):
+        if smooth not in ("percentiles", "range"):
+            raise ValueError(f"smooth must be 'percentiles' or 'range', got {smooth!r}")
+        self.rate = rate
+        self.smooth = smooth
+        self.levels = torch.tensor([low, high], device=device)
+        self.stats = torch.zeros(2, device=device) if smooth == "percentiles" else torch.ones((), device=device)
+
+    def update(self, batch: torch.Tensor) -> None:
+        quantiles = torch.quantile(batch.detach().float().flatten(), self.levels.to(batch.device))
+        if self.smooth == "percentiles":
+            self.stats.lerp_(quantiles, self.rate)
+        else:
+            self.stats.lerp_((quantiles[1] - quantiles[0]).clamp(min=1.0), self.rate)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        if self.smooth == "percentiles":
+            return (self.stats[1] - self.stats[0]).clamp(min=1.0)
+        return self.stats

@@ -46,8 +46,12 @@ from torch import nn
 from methods.base import PhaseClock
 from methods.discrete_regression import TwoHot
 from methods.drqv2 import random_shift
+from methods.networks import mlp
+from methods.normalization import PercentileScale
+from methods.precision import PRECISIONS, autocast, check_precision
 from methods.replay import FrameReplay
 from methods.replay_agent import ReplayAgent
+from methods.update_credit import UpdateCredit
 
 # baselines.md 3.4: enc_dim, mlp_dim, latent_dim, num_enc_layers, num_q (in millions of parameters).
 MODEL_SIZES: dict[int, dict[str, int]] = {
@@ -160,12 +164,10 @@ class NormedLinear(nn.Linear):
         return self.act(self.ln(x))
 
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, act: nn.Module | None = None) -> nn.Sequential:
+def normed_mlp(in_dim: int, hidden: list[int], out_dim: int, act: nn.Module | None = None) -> nn.Sequential:
     """NormedLinear hidden layers; the last layer is NormedLinear with `act`, or a plain Linear."""
-    dims = [in_dim, *hidden]
-    layers: list[nn.Module] = [NormedLinear(a, b) for a, b in zip(dims[:-1], dims[1:])]
-    layers.append(NormedLinear(dims[-1], out_dim, act=act) if act is not None else nn.Linear(dims[-1], out_dim))
-    return nn.Sequential(*layers)
+    output = (lambda a, b: NormedLinear(a, b, act=act)) if act is not None else nn.Linear
+    return mlp(in_dim, hidden, out_dim, lambda a, b: [NormedLinear(a, b)], output)
 
 
 class EnsembleLinear(nn.Module):
@@ -259,10 +261,10 @@ class WorldModel(nn.Module):
         self.latent_dim, self.action_dim, self.num_q = latent, action_dim, size["num_q"]
         self.log_std_min, self.log_std_dif = cfg.log_std_min, cfg.log_std_max - cfg.log_std_min
         self.encoder = PixelEncoderTDMPC(image_shape, latent, cfg.num_channels, cfg.simnorm_dim)
-        self.dynamics = mlp(latent + action_dim, [hidden, hidden], latent, act=SimNorm(cfg.simnorm_dim))
-        self.reward = mlp(latent + action_dim, [hidden, hidden], cfg.num_bins)
-        self.termination = mlp(latent, [hidden, hidden], 1) if cfg.episodic else None
-        self.pi = mlp(latent, [hidden, hidden], 2 * action_dim)
+        self.dynamics = normed_mlp(latent + action_dim, [hidden, hidden], latent, act=SimNorm(cfg.simnorm_dim))
+        self.reward = normed_mlp(latent + action_dim, [hidden, hidden], cfg.num_bins)
+        self.termination = normed_mlp(latent, [hidden, hidden], 1) if cfg.episodic else None
+        self.pi = normed_mlp(latent, [hidden, hidden], 2 * action_dim)
         self.qs = QEnsemble(self.num_q, latent + action_dim, hidden, cfg.num_bins, cfg.dropout)
         for module in self.modules():  # truncated normal (std 0.02) Linear weights, zero biases
             if isinstance(module, nn.Linear):
@@ -307,25 +309,11 @@ class WorldModel(nn.Module):
         return self.termination(z)
 
 
-class RunningScale:
-    """max(1, P95 - P5) of Q at t = 0, lerped with tau from 1: the policy loss divides Q by it.
-    Kept as a tensor on the model's device, so an update never waits for the device."""
-
-    def __init__(self, tau: float, device: torch.device):
-        self.tau = tau
-        self.value = torch.ones((), device=device)
-        self._levels = torch.tensor([0.05, 0.95], device=device)
-
-    def update(self, q: torch.Tensor) -> None:
-        low, high = torch.quantile(q.detach().float().flatten(), self._levels)
-        self.value.lerp_((high - low).clamp(min=1.0), self.tau)
-
-
 class TDMPC2(ReplayAgent):
     name = "tdmpc2"
     act_phase = "plan"
     config_cls = TDMPC2Config
-    precisions = ("fp32", "bf16")
+    precisions = PRECISIONS
     model_sizes = tuple(MODEL_SIZES)
     has_replay_update = True
     has_planner = True
@@ -345,8 +333,7 @@ class TDMPC2(ReplayAgent):
             raise ValueError(f"horizon, batch_size and iterations must be >= 1, got {cfg.horizon}, {cfg.batch_size}, {cfg.iterations}")
         if not 0 <= cfg.num_pi_trajs < cfg.num_samples or not 0 < cfg.num_elites <= cfg.num_samples:
             raise ValueError(f"need 0 <= num_pi_trajs < num_samples and 0 < num_elites <= num_samples, got {cfg.num_pi_trajs}, {cfg.num_elites}, {cfg.num_samples}")
-        if cfg.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
+        check_precision(cfg.precision)
         if cfg.updates_per_agent_step < 0:
             raise ValueError(f"updates_per_agent_step must be >= 0, got {cfg.updates_per_agent_step}")
         self.config = cfg
@@ -366,7 +353,8 @@ class TDMPC2(ReplayAgent):
         self.optim = torch.optim.Adam(groups, lr=cfg.lr)
         self._model_params = [p for group in groups for p in group["params"]]  # clipped together
         self.pi_optim = torch.optim.Adam(self.model.pi.parameters(), lr=cfg.lr, eps=1e-5)
-        self.scale = RunningScale(cfg.tau, self.device)
+        # max(1, P95 - P5) of Q at t = 0, lerped with tau from 1: the policy loss divides Q by it.
+        self.q_scale = PercentileScale(0.05, 0.95, cfg.tau, self.device, smooth="range")
         self.gamma = cfg.discount or discount_heuristic(spec.episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max)
         self.seed_steps = cfg.seed_steps or max(1000, 5 * spec.episode_length)
         frame_shape = (3, *spec.image_shape[1:])
@@ -374,16 +362,15 @@ class TDMPC2(ReplayAgent):
         self.agent_steps = 0  # summed over envs
         self.control_steps = 0
         self.updates = 0
-        self._pretrained = False
-        self._update_credit = 0.0
+        # The reference's pretraining: as many updates as seed steps, then updates_per_agent_step.
+        self.update_credit = UpdateCredit(cfg.updates_per_agent_step, burst_replaces_step=True)
         self._collect_until = self.seed_steps  # agent steps before updates start (again, after a resume)
         self._obs: dict[str, torch.Tensor] | None = None
         self._episode_start: torch.Tensor | None = None
         self._plan_mean: dict[str, torch.Tensor | None] = {"train": None, "eval": None}
 
-    def autocast(self):
-        """bf16 autocast when `precision=bf16` (no weight cache: weights change between updates)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16", cache_enabled=False)
+    def autocast(self) -> torch.autocast:
+        return autocast(self.device, self.config.precision)
 
     # -- planning -------------------------------------------------------------------------------
     def encode(self, pixels: torch.Tensor, augment: bool) -> torch.Tensor:
@@ -480,18 +467,12 @@ class TDMPC2(ReplayAgent):
         self.control_steps += num_envs * control_steps
         metrics = None
         if self.agent_steps >= self._collect_until:
-            if not self._pretrained:  # the reference's pretraining: as many updates as seed steps
-                self._update_credit += self.agent_steps
-                self._pretrained = True
-            else:
-                self._update_credit += num_envs * self.config.updates_per_agent_step
-            while self._update_credit >= 1.0:
+            for _ in range(self.update_credit.owed(num_envs, burst=self.agent_steps)):
                 metrics = self.update(phases)
-                self._update_credit -= 1.0
         return metrics
 
     def _iteration_metrics(self) -> dict[str, float]:
-        return {"updates": float(self.updates), "replay_timesteps": float(len(self.replay)), "value_scale": float(self.scale.value)}
+        return {"updates": float(self.updates), "replay_timesteps": float(len(self.replay)), "value_scale": float(self.q_scale.scale)}
 
     # -- the update -----------------------------------------------------------------------------
     def td_targets(self, next_z: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
@@ -569,8 +550,8 @@ class TDMPC2(ReplayAgent):
         action, info = self.model.policy(latents)
         h1, b = latents.shape[:2]
         q = self.two_hot.decode(self.model.q_pair(latents.flatten(0, 1), action.flatten(0, 1), detach=True)).mean(0).view(h1, b)
-        self.scale.update(q[0])
-        q = q / self.scale.value
+        self.q_scale.update(q[0])
+        q = q / self.q_scale.scale
         rho = cfg.rho ** torch.arange(h1, device=self.device, dtype=torch.float32)
         loss = (-(cfg.entropy_coef * info["scaled_entropy"].squeeze(-1) + q).mean(1) * rho).mean()
         self.pi_optim.zero_grad(set_to_none=True)
@@ -589,8 +570,8 @@ class TDMPC2(ReplayAgent):
             "model": self.model.state_dict(),
             "optim": self.optim.state_dict(),
             "pi_optim": self.pi_optim.state_dict(),
-            "scale": self.scale.value.clone(),
-            "counters": {"agent_steps": self.agent_steps, "control_steps": self.control_steps, "updates": self.updates, "pretrained": self._pretrained},
+            "scale": self.q_scale.stats.clone(),
+            "counters": {"agent_steps": self.agent_steps, "control_steps": self.control_steps, "updates": self.updates, "pretrained": self.update_credit.pretrained},
             "generator": self.generator.get_state(),
             "plan_generator": self.plan_generator.get_state(),
         }
@@ -599,12 +580,11 @@ class TDMPC2(ReplayAgent):
         self.model.load_state_dict(state["model"])
         self.optim.load_state_dict(state["optim"])
         self.pi_optim.load_state_dict(state["pi_optim"])
-        self.scale.value = torch.as_tensor(state["scale"], dtype=torch.float32, device=self.device).clone()
+        self.q_scale.stats = torch.as_tensor(state["scale"], dtype=torch.float32, device=self.device).clone()
         counters = state["counters"]
         self.agent_steps, self.control_steps, self.updates = counters["agent_steps"], counters["control_steps"], counters["updates"]
-        self._pretrained = counters["pretrained"]
-        self._collect_until = self.agent_steps + self.seed_steps if self._pretrained else self.seed_steps
-        self._update_credit = 0.0
+        self.update_credit.restart(counters["pretrained"])
+        self._collect_until = self.agent_steps + self.seed_steps if self.update_credit.pretrained else self.seed_steps
         self.generator.set_state(state["generator"])
         self.plan_generator.set_state(state["plan_generator"])
         self._obs = None

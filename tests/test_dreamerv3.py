@@ -22,13 +22,13 @@ from methods.dreamerv3 import (
     DreamerV3,
     DreamerV3Config,
     LatentState,
-    ReturnScale,
     kl_loss,
-    lambda_returns,
     sample_one_hot,
     unimix_logits,
 )
+from methods.normalization import PercentileScale
 from methods.replay import FrameReplay
+from methods.returns import lambda_returns
 
 
 def _spec(image: int = 16, action_dim: int = 1, num_envs: int = 2):
@@ -115,26 +115,26 @@ def test_lambda_returns_limits_are_td_and_bootstrapped_monte_carlo():
     torch.manual_seed(0)
     h = 6
     reward, value, discount = torch.randn(h, 3), torch.randn(h + 1, 3), torch.rand(h, 3)
-    torch.testing.assert_close(lambda_returns(reward, value, discount, 0.0), reward + discount * value[1:])
+    torch.testing.assert_close(lambda_returns(reward, value[1:], discount, 0.0), reward + discount * value[1:])
     mc = value[-1].clone()
     expected = []
     for t in reversed(range(h)):
         mc = reward[t] + discount[t] * mc
         expected.append(mc)
-    torch.testing.assert_close(lambda_returns(reward, value, discount, 1.0), torch.stack(expected[::-1]))
+    torch.testing.assert_close(lambda_returns(reward, value[1:], discount, 1.0), torch.stack(expected[::-1]))
 
 
 # 6. return scale
 def test_return_scale_is_the_ema_percentile_range_and_never_below_one():
-    scale = ReturnScale(0.99, 0.05, 0.95, torch.device("cpu"))
+    scale = PercentileScale(0.05, 0.95, 1.0 - 0.99, torch.device("cpu"))
     for _ in range(50):
         scale.update(torch.rand(1000) * 0.5)  # spread below 1
     assert float(scale.scale) == 1.0
-    scale = ReturnScale(0.99, 0.05, 0.95, torch.device("cpu"))
+    scale = PercentileScale(0.05, 0.95, 1.0 - 0.99, torch.device("cpu"))
     returns = torch.linspace(0, 100, 1001)
     scale.update(returns)
     low, high = torch.quantile(returns, torch.tensor([0.05, 0.95]))
-    torch.testing.assert_close(scale.values, 0.01 * torch.stack([low, high]))  # EMA from 0
+    torch.testing.assert_close(scale.stats, 0.01 * torch.stack([low, high]))  # EMA from 0
     assert float(scale.scale) == pytest.approx(max(1.0, 0.01 * float(high - low)))
 
 
@@ -235,7 +235,7 @@ def test_behaviour_gradient_reaches_the_actor_but_not_the_model(trained, actor_g
 def _actor_gradient(agent, start) -> list[torch.Tensor]:
     """The actor's gradient of one behaviour step from `start`, leaving every parameter and the
     return scale as they were."""
-    scale = agent.return_scale.values.clone()
+    scale = agent.return_scale.stats.clone()
     agent.train_generator.manual_seed(123)
     agent.actor.zero_grad(set_to_none=True)
     agent.actor_optim.step = lambda: None
@@ -244,7 +244,7 @@ def _actor_gradient(agent, start) -> list[torch.Tensor]:
         agent.train_behaviour(start)
     finally:
         del agent.actor_optim.step, agent.critic_optim.step
-        agent.return_scale.values.copy_(scale)
+        agent.return_scale.stats.copy_(scale)
     return [p.grad.detach().clone() for p in agent.actor.parameters()]
 
 
@@ -275,13 +275,13 @@ def _behaviour_state_restored(agent):
     """Let a test take real behaviour steps, then put the actor, critic, their optimisers and the
     return scale back as they were (the module-scoped agent is shared)."""
     state = copy.deepcopy((agent.actor.state_dict(), agent.actor_optim.state_dict(), agent.critic.state_dict(),
-                           agent.critic_optim.state_dict(), agent.return_scale.values.clone()))  # fmt: skip
+                           agent.critic_optim.state_dict(), agent.return_scale.stats.clone()))  # fmt: skip
     try:
         yield
     finally:
         agent.actor.load_state_dict(state[0]), agent.actor_optim.load_state_dict(state[1])
         agent.critic.load_state_dict(state[2]), agent.critic_optim.load_state_dict(state[3])
-        agent.return_scale.values.copy_(state[4])
+        agent.return_scale.stats.copy_(state[4])
 
 
 def test_actor_follows_the_advantage_with_either_gradient_estimator(trained, actor_grad, monkeypatch):
