@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,29 +72,31 @@ def _fake_run(root: Path, seed: int, returns: list[float], steps: list[int] | No
     return folder
 
 
-def _report(*args):
-    return subprocess.run([sys.executable, "-m", "harness", "report", *map(str, args)], capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def _report(cli):
+    """`python -m harness report ARGS`, in this process."""
+    return lambda *args: cli("report", *args)
 
 
 @pytest.mark.parametrize(
     "returns, steps, words",
     [([1.0, float("nan")], None, "non-finite eval_return_mean"), ([1.0, 2.0, 3.0], [0, 2000, 1000], "not strictly increasing")],
 )
-def test_report_refuses_nan_or_disordered_records(tmp_path, returns, steps, words):
+def test_report_refuses_nan_or_disordered_records(tmp_path, _report, returns, steps, words):
     _fake_run(tmp_path / "runs", 0, returns, steps)
     proc = _report(tmp_path / "runs", "--out", tmp_path / "report")
     assert proc.returncode == 2 and words in proc.stderr, proc.stderr
     assert not (tmp_path / "report").exists()
 
 
-def test_report_refuses_a_foreign_folder(tmp_path):
+def test_report_refuses_a_foreign_folder(tmp_path, _report):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "run.json").write_text(json.dumps({"name": "someone else's run"}))
     proc = _report(tmp_path, "--out", tmp_path / "report")
     assert proc.returncode == 2 and "not a harness run folder" in proc.stderr
 
 
-def test_report_lists_failed_runs_and_puts_ragged_curves_on_one_grid(tmp_path):
+def test_report_lists_failed_runs_and_puts_ragged_curves_on_one_grid(tmp_path, _report):
     runs = tmp_path / "runs"
     _fake_run(runs, 0, [0.0, 500.0, 1600.0])
     _fake_run(runs, 1, [0.0, 400.0, 900.0, 1700.0])  # a longer run: its tail rests on one seed, not cut
@@ -112,7 +112,7 @@ def test_report_lists_failed_runs_and_puts_ragged_curves_on_one_grid(tmp_path):
     assert csv[0].startswith("task,method,config") and len(csv) == 2
 
 
-def test_each_dva_config_is_compared_with_the_other_methods_but_not_with_another_dva_config(tmp_path):
+def test_each_dva_config_is_compared_with_the_other_methods_but_not_with_another_dva_config(tmp_path, _report):
     runs = tmp_path / "runs"
     for seed in range(2):
         _fake_run(runs, seed, [0.0, 1000.0 + seed], method="dva", config="cpu")
@@ -125,7 +125,7 @@ def test_each_dva_config_is_compared_with_the_other_methods_but_not_with_another
     assert (tmp_path / "report" / "poi.png").exists()
 
 
-def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path):
+def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path, cli):
     import importlib.util
 
     from harness.loggers import _scalars
@@ -134,13 +134,12 @@ def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path
                      "phase_s": {"render": 0.25}, "metrics": {"actor_loss": -1.0}})
     assert flat == {"train/env_steps": 512.0, "eval/eval_return_mean": 3.5, "phase_s/render": 0.25, "metrics/actor_loss": -1.0}
     if importlib.util.find_spec("wandb") is None:
-        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--methods", "dva", "--budget", "1m", "--wandb",
-                               "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+        proc = cli("run", "--methods", "dva", "--budget", "1m", "--wandb", "--out", tmp_path / "runs")
         assert proc.returncode == 2 and "missing logger package(s): wandb" in proc.stderr
         assert not (tmp_path / "runs").exists()
 
 
-def test_return_at_a_wall_clock_takes_the_last_eval_before_it_and_skips_shorter_runs(tmp_path):
+def test_return_at_a_wall_clock_takes_the_last_eval_before_it_and_skips_shorter_runs(tmp_path, _report):
     runs = tmp_path / "runs"
     _fake_run(runs, 0, [0.0, 500.0, 1600.0])  # evaluations after 0, 1 and 2 s of training
     _fake_run(runs, 1, [0.0, 400.0, 900.0, 1700.0])  # 0 to 3 s
