@@ -153,12 +153,12 @@ def test_a_worker_killed_by_a_signal_is_recorded_as_failed(tmp_path):
 
 
 def test_kill_9_mid_grid_then_rerun_completes_only_what_was_missing(tmp_path, cli, in_process_workers):
-    grid = ["--methods", "shac-state", "--seeds", "0-1", "--budget", "2048-steps", "--eval-every", "512", *SMOKE, "--out", str(tmp_path)]
+    grid = ["--methods", "shac-state", "--seeds", "0-1", "--budget", "1024-steps", "--eval-every", "256", *SMOKE, "--out", str(tmp_path)]
     args = [*RUN, *grid]
     first, second = (tmp_path / "cartpole" / "shac-state" / "smoke" / f"seed{s}" for s in (0, 1))
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline:  # kill the grid (parent and worker) in the middle of its first run (1,024 of 2,048 steps)
+    while time.time() < deadline:  # kill the grid (parent and worker) in the middle of its first run (512 of 1,024 steps)
         if (first / "metrics.jsonl").exists() and len((first / "metrics.jsonl").read_text().splitlines()) >= 3:
             break
         time.sleep(0.1)
@@ -166,7 +166,10 @@ def test_kill_9_mid_grid_then_rerun_completes_only_what_was_missing(tmp_path, cl
     proc.communicate(timeout=60)
     killed = _records(first)
     assert json.loads((first / "run.json").read_text())["status"] == "running"  # what a kill -9 leaves
-    assert killed[-1]["env_steps"] < 2048 and not (second / "run.json").exists()
+    assert killed[-1]["env_steps"] < 1024 and not (second / "run.json").exists()
+    deadline = time.time() + 30
+    while plan_action(first) == "busy" and time.time() < deadline:  # the killed worker's lock goes when the OS has ended it
+        time.sleep(0.05)
 
     # the rerun and its runs need no process of their own: the killed grid was the real one
     dry = cli("run", *grid, "--dry-run")
@@ -178,7 +181,7 @@ def test_kill_9_mid_grid_then_rerun_completes_only_what_was_missing(tmp_path, cl
         run = json.loads((folder / "run.json").read_text())
         steps = [r["env_steps"] for r in _records(folder)]
         assert run["status"] == "complete"
-        assert steps == list(range(0, 2049, 512)), steps  # no duplicate, no gap
+        assert steps == list(range(0, 1025, 256)), steps  # no duplicate, no gap
     assert json.loads((first / "run.json").read_text())["resumed"] is True
     # records before the last checkpoint are untouched (the kill may land between a record and its checkpoint)
     assert _records(first)[: len(killed) - 1] == killed[:-1]

@@ -120,7 +120,7 @@ def test_report_over_a_folder_without_runs_exits_2(tmp_path, cli):
 
 
 def test_ctrl_c_leaves_a_resumable_folder(tmp_path, cli, in_process_workers):
-    args = ["--methods", "shac-state", "--budget", "2048-steps", "--preset", "smoke", "--eval-every", "512",
+    args = ["--methods", "shac-state", "--budget", "1024-steps", "--preset", "smoke", "--eval-every", "256",
             "--eval-episodes", "2", "--out", str(tmp_path), "--quiet"]
     # SIGINT back to its default in the child: a process that ignores it (as the test runner may have
     # come to, e.g. under some executors' libraries) passes SIG_IGN on, and Python then never raises
@@ -133,7 +133,7 @@ def test_ctrl_c_leaves_a_resumable_folder(tmp_path, cli, in_process_workers):
         if (folder / "metrics.jsonl").exists() and len((folder / "metrics.jsonl").read_text().splitlines()) >= 3:
             break
         time.sleep(0.2)
-    # what a terminal's Ctrl-C does: the grid and its worker both get it, at 1,024 of the 2,048 steps
+    # what a terminal's Ctrl-C does: the grid and its worker both get it, at 512 of the 1,024 steps
     # (two evaluation intervals, seconds of work, are left: the run cannot complete first)
     os.killpg(proc.pid, signal.SIGINT)
     proc.communicate(timeout=120)
@@ -147,6 +147,6 @@ def test_ctrl_c_leaves_a_resumable_folder(tmp_path, cli, in_process_workers):
     records = _records(folder)
     steps = [r["env_steps"] for r in records]
     assert steps == sorted(set(steps)), "records duplicated or out of order after resume"
-    assert steps[-1] == 2048
+    assert steps[-1] == 1024
     assert records[: len(interrupted)] == interrupted or steps[: len(interrupted)] == [r["env_steps"] for r in interrupted]
     assert json.loads((folder / "run.json").read_text())["status"] == "complete"
