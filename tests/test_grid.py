@@ -62,22 +62,25 @@ def test_bad_grid_options_exit_2_and_write_nothing(tmp_path, cli, args, words):
 
 
 def test_two_grids_started_together_on_one_folder_train_each_run_once(tmp_path):
-    """The same `harness run` twice at once (two terminals, a resubmitted job): both plan to start
-    every run, the run-folder claim lets exactly one train each, and the other reports it busy or
-    finds it complete. Nothing is trained twice, no metrics.jsonl interleaves."""
+    """The same `harness run` twice at once (two terminals, a resubmitted job): the run-folder claim
+    lets exactly one train the run, and the other reports it busy or finds it complete. Nothing is
+    trained twice, no metrics.jsonl interleaves. One run: a second seed would only repeat the race
+    (and add three processes)."""
     out = tmp_path / "runs"
-    args = [*RUN, "--methods", "shac-state", "--seeds", "0-1", "--budget", "512-steps", "--eval-every", "512", *SMOKE, "--out", str(out)]
+    args = [*RUN, "--methods", "shac-state", "--seeds", "0", "--budget", "512-steps", "--eval-every", "512", *SMOKE, "--out", str(out)]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [proc.communicate(timeout=900) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], results
-    for seed in (0, 1):
-        folder = out / "cartpole" / "shac-state" / "smoke" / f"seed{seed}"
-        run = json.loads((folder / "run.json").read_text())
-        assert run["status"] == "complete" and run["attempts"] == 1, run
-        steps = [r["env_steps"] for r in _records(folder)]
-        assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] >= 512, steps
-    stdout = "".join(o for o, _ in results)
-    assert stdout.count("complete: cartpole/shac-state/smoke/seed") + stdout.count("busy: cartpole") >= 2
+    folder = out / "cartpole" / "shac-state" / "smoke" / "seed0"
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "complete" and run["attempts"] == 1, run
+    steps = [r["env_steps"] for r in _records(folder)]
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] >= 512, steps
+    run_id = "cartpole/shac-state/smoke/seed0"
+    # each grid trained it ("complete:"), found it claimed ("busy:", or "skip ...: running in another
+    # process" when planning), or found it complete ("complete:", or "skip ...: complete" when planning)
+    outcomes = [[w for w in (f"complete: {run_id}", f"busy: {run_id}", f"skip {run_id}") if w in stdout] for stdout, _ in results]
+    assert all(outcomes), results
 
 
 def test_a_claimed_folder_is_busy_and_neither_planned_nor_deleted(tmp_path):
