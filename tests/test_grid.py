@@ -195,10 +195,10 @@ def test_kill_9_mid_grid_then_rerun_completes_only_what_was_missing(tmp_path, cl
 
 def test_submitit_local_executor_runs_a_two_run_grid(tmp_path):
     pytest.importorskip("submitit")
-    specs = [_smoke_spec("shac-state", seed=0, steps=512), _smoke_spec("dva", seed=0, steps=512)]
+    specs = [_smoke_spec("shac-state", seed=0, steps=256), _smoke_spec("dva", seed=0, steps=256)]
     options = GridOptions(root=tmp_path, quiet=True, workers=2, submitit_local=True, timeout_min=20)
     statuses = execute_grid(specs, options, executor="slurm")
     assert statuses == {s.run_id: "complete" for s in specs}
     for spec in specs:
-        assert [r["env_steps"] for r in _records(run_dir(tmp_path, spec))] == [0, 512]
+        assert [r["env_steps"] for r in _records(run_dir(tmp_path, spec))] == [0, 256]
     assert any((tmp_path / ".submitit").rglob("*_result.pkl"))  # the jobs really went through submitit
