@@ -47,6 +47,29 @@ def curve_frame(rows: list[dict], x_key: str, scale: float):
     return pd.concat(frames, ignore_index=True), log_axis
 
 
+def mean_and_bootstrap_ci(data, n_boot: int = 1000, seed: int = 0):
+    """Per (method, x): mean over seeds and its 95% percentile-bootstrap CI, seaborn's default band
+    (`errorbar=("ci", 95)`, 1000 resamples) computed in one numpy call per method and set of seeds
+    present: seaborn loops in Python per point, 15 s for a 3-method report of 60 points."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for method, group in data.groupby("method", sort=False):
+        table = group.pivot_table(index="seed", columns="x", values="return", aggfunc="first")
+        values = table.to_numpy()
+        present = ~np.isnan(values)
+        mean, low, high = np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan)
+        for pattern in np.unique(present, axis=1).T:  # runs end at different x: resample the seeds each x has
+            columns = (present == pattern[:, None]).all(axis=0)
+            sub = values[pattern][:, columns]
+            resampled = sub[rng.integers(0, sub.shape[0], size=(n_boot, sub.shape[0]))].mean(axis=1)
+            mean[columns] = sub.mean(axis=0)
+            low[columns], high[columns] = np.percentile(resampled, [2.5, 97.5], axis=0)
+        frames.append(pd.DataFrame({"method": method, "x": table.columns.to_numpy(), "return": mean, "low": low, "high": high}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def plot_curves(rows: list[dict], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -60,8 +83,12 @@ def plot_curves(rows: list[dict], out: Path) -> list[str]:
         tasks = sorted(data["task"].unique())
         fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.2), squeeze=False)
         for ax, task in zip(axes[0], tasks):
-            sns.lineplot(data=data[data["task"] == task], x="x", y="return", hue="method", errorbar=("ci", 95),
-                         n_boot=1000, seed=0, ax=ax)
+            band = mean_and_bootstrap_ci(data[data["task"] == task])
+            methods = list(band["method"].unique())
+            palette = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
+            sns.lineplot(data=band, x="x", y="return", hue="method", hue_order=methods, palette=palette, errorbar=None, ax=ax)
+            for method, method_band in band.groupby("method", sort=False):
+                ax.fill_between(method_band["x"], method_band["low"], method_band["high"], color=palette[method], alpha=0.2, linewidth=0)
             ax.set_title(task)
             if log_axis:
                 ax.set_xscale("log")

@@ -430,7 +430,7 @@ def test_bad_configs_are_rejected_with_the_reason():
         DreamerV3(types.SimpleNamespace(**(vars(_spec()) | {"frame_stack": 3})), DreamerV3Config(replay_capacity=100), "cpu", 0)
 
 
-def test_harness_run_dreamer_writes_metrics_and_a_reconstruction_the_report_draws(tmp_path):
+def test_harness_run_dreamer_writes_metrics_and_a_reconstruction_the_report_draws(tmp_path, in_process_workers):
     from harness.cli import main
 
     out = tmp_path / "runs"

@@ -176,7 +176,8 @@ def test_action_repeat_ends_an_episode_on_an_inner_step():
 
 
 def test_iterate_stores_termination_and_time_limit_discounts(drq_env):
-    agent = DrQV2(drq_env.spec, SMOKE, seed=3)
+    # No updates (seed frames beyond the test's steps): they do not touch what the replay stores.
+    agent = DrQV2(drq_env.spec, DrQV2Config(**(SMOKE.__dict__ | {"num_seed_frames": 10**6})), seed=3)
     # half the envs push the cart into the rail (terminations), half stay put (time limits)
     push = torch.tensor([[0.0], [0.0], [1.0], [-1.0]])
     agent._explore = lambda obs, num_envs: push
@@ -199,6 +200,7 @@ def test_iterate_stores_termination_and_time_limit_discounts(drq_env):
                 assert terminated or length >= episode_agent_steps - 1, (e, k, length)
                 assert length <= episode_agent_steps, (e, k, length)
     assert kinds == {True, False}, "the smoke run should see both terminations and time limits"
+    assert agent.updates == 0
 
 
 # -- the agent ----------------------------------------------------------------------------------
@@ -282,15 +284,12 @@ def test_bf16_precision_trains_every_actor_layer_and_bad_precision_is_refused(dr
         DrQV2(drq_env.spec, DrQV2Config(**(SMOKE.__dict__ | {"precision": "fp8"})))
 
 
-def test_bench_updates_writes_its_table_and_json(tmp_path):
+def test_bench_updates_writes_its_table_and_json(tmp_path, cli):
     import json
-    import subprocess
-    import sys
 
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "-m", "harness", "bench-updates", "--preset", "smoke", "--image-sizes", "16",
-                           "--precisions", "fp32", "--updates", "2", "--warmup", "1", "--profile-updates", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = cli("bench-updates", "--preset", "smoke", "--image-sizes", "16", "--precisions", "fp32", "--updates", "2", "--warmup", "1",
+               "--profile-updates", "1", "--out", out)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "bench_updates.json").read_text())
     (case,) = data["cases"]

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from harness.profile import ProfileCase, SavedTensorBytes, profile_cases, run_case
-
-
-def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", "profile", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_saved_tensor_bytes_counts_each_storage_once():
@@ -38,10 +32,36 @@ def test_shac_keeps_more_graph_than_dva_on_the_same_renderer():
     assert shac["phase_s"]["render_backward"] > 0 and dva["phase_s"]["render_backward"] == 0
 
 
-def test_profile_command_writes_table_json_and_figure(tmp_path):
+@pytest.fixture
+def cases_in_this_process(monkeypatch):
+    """`profile` measures each case in a fresh `python -m harness.profile CASE` (its memory apart
+    from the others'); here the case runs in this process, through harness.profile.main, since the
+    test is about what the command writes. Any other command still gets a real process."""
+    import contextlib
+    import io
+    import subprocess
+    import sys
+    import types
+
+    import harness.profile
+
+    real = harness.profile.subprocess
+
+    def run(args, *rest, **kwargs):
+        if list(args[:3]) != [sys.executable, "-m", "harness.profile"] or len(args) != 4:
+            return real.run(args, *rest, **kwargs)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = harness.profile.main([args[3]])
+        return subprocess.CompletedProcess(args, code, out.getvalue(), "")
+
+    monkeypatch.setattr(harness.profile, "subprocess", types.SimpleNamespace(**(vars(real) | {"run": run})))
+
+
+def test_profile_command_writes_table_json_and_figure(tmp_path, cli, cases_in_this_process):
     out = tmp_path / "prof"
-    proc = _cli("--methods", "dva,shac", "--presets", "smoke", "--renderers", "differentiable", "--iterations", "1",
-                "--warmup", "0", "--out", str(out))
+    proc = cli("profile", "--methods", "dva,shac", "--presets", "smoke", "--renderers", "differentiable", "--iterations", "1",
+                "--warmup", "0", "--out", out)
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "profile.json").read_text())
     assert [c["label"] for c in data["cases"]] == ["dva (differentiable)", "shac (differentiable)"]
@@ -59,7 +79,7 @@ def test_profile_command_writes_table_json_and_figure(tmp_path):
     (["--methods", "dvaa"], "unknown method"),
     (["--override", "image_sise=32"], "unknown config key"),
 ])
-def test_profile_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
-    proc = _cli(*args, "--out", str(tmp_path / "prof"))
+def test_profile_bad_input_exits_2_and_writes_nothing(tmp_path, cli, args, message):
+    proc = cli("profile", *args, "--out", tmp_path / "prof")
     assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / "prof").exists()

@@ -74,29 +74,31 @@ def _fake_run(root: Path, seed: int, returns: list[float], steps: list[int] | No
     return folder
 
 
-def _report(*args):
-    return subprocess.run([sys.executable, "-m", "harness", "report", *map(str, args)], capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def _report(cli):
+    """`python -m harness report ARGS`, in this process."""
+    return lambda *args: cli("report", *args)
 
 
 @pytest.mark.parametrize(
     "returns, steps, words",
     [([1.0, float("nan")], None, "non-finite eval_return_mean"), ([1.0, 2.0, 3.0], [0, 2000, 1000], "not strictly increasing")],
 )
-def test_report_refuses_nan_or_disordered_records(tmp_path, returns, steps, words):
+def test_report_refuses_nan_or_disordered_records(tmp_path, _report, returns, steps, words):
     _fake_run(tmp_path / "runs", 0, returns, steps)
     proc = _report(tmp_path / "runs", "--out", tmp_path / "report")
     assert proc.returncode == 2 and words in proc.stderr, proc.stderr
     assert not (tmp_path / "report").exists()
 
 
-def test_report_refuses_a_foreign_folder(tmp_path):
+def test_report_refuses_a_foreign_folder(tmp_path, _report):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "run.json").write_text(json.dumps({"name": "someone else's run"}))
     proc = _report(tmp_path, "--out", tmp_path / "report")
     assert proc.returncode == 2 and "not a harness run folder" in proc.stderr
 
 
-def test_report_lists_failed_runs_and_puts_ragged_curves_on_one_grid(tmp_path):
+def test_report_lists_failed_runs_and_puts_ragged_curves_on_one_grid(tmp_path, _report):
     runs = tmp_path / "runs"
     _fake_run(runs, 0, [0.0, 500.0, 1600.0])
     _fake_run(runs, 1, [0.0, 400.0, 900.0, 1700.0])  # a longer run: its tail rests on one seed, not cut
@@ -112,7 +114,7 @@ def test_report_lists_failed_runs_and_puts_ragged_curves_on_one_grid(tmp_path):
     assert csv[0].startswith("task,method,config") and len(csv) == 2
 
 
-def test_each_dva_config_is_compared_with_the_other_methods_but_not_with_another_dva_config(tmp_path):
+def test_each_dva_config_is_compared_with_the_other_methods_but_not_with_another_dva_config(tmp_path, _report):
     runs = tmp_path / "runs"
     for seed in range(2):
         _fake_run(runs, seed, [0.0, 1000.0 + seed], method="dva", config="cpu")
@@ -154,7 +156,7 @@ def test_the_report_modules_import_no_simulator_nor_torch():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path):
+def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path, cli):
     import importlib.util
 
     from harness.loggers import _scalars
@@ -163,13 +165,12 @@ def test_loggers_flatten_records_and_missing_packages_are_a_usage_error(tmp_path
                      "phase_s": {"render": 0.25}, "metrics": {"actor_loss": -1.0}})
     assert flat == {"train/env_steps": 512.0, "eval/eval_return_mean": 3.5, "phase_s/render": 0.25, "metrics/actor_loss": -1.0}
     if importlib.util.find_spec("wandb") is None:
-        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--methods", "dva", "--budget", "1m", "--wandb",
-                               "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+        proc = cli("run", "--methods", "dva", "--budget", "1m", "--wandb", "--out", tmp_path / "runs")
         assert proc.returncode == 2 and "missing logger package(s): wandb" in proc.stderr
         assert not (tmp_path / "runs").exists()
 
 
-def test_return_at_a_wall_clock_takes_the_last_eval_before_it_and_skips_shorter_runs(tmp_path):
+def test_return_at_a_wall_clock_takes_the_last_eval_before_it_and_skips_shorter_runs(tmp_path, _report):
     runs = tmp_path / "runs"
     _fake_run(runs, 0, [0.0, 500.0, 1600.0])  # evaluations after 0, 1 and 2 s of training
     _fake_run(runs, 1, [0.0, 400.0, 900.0, 1700.0])  # 0 to 3 s
@@ -212,3 +213,20 @@ def test_curves_of_similar_lengths_keep_a_linear_grid_from_zero():
     data, log_axis = curve_frame(_curve_rows({"dva": 2_000_000, "shac-state": 700_000}), "env_steps", 1.0)
     assert not log_axis
     assert data["x"].min() == 0.0 and len(data[data["method"] == "dva"]) == CURVE_POINTS
+
+
+def test_curve_bands_are_the_per_point_bootstrap_ci_of_the_mean_over_the_seeds_each_point_has():
+    """The vectorised band equals scipy's percentile bootstrap point by point, ragged ends included."""
+    import pandas as pd
+    from scipy.stats import bootstrap
+
+    from harness.report_figures import mean_and_bootstrap_ci
+
+    rng = np.random.default_rng(1)
+    rows = [{"method": "a", "seed": s, "x": float(x), "return": rng.normal(x, 1.0)} for s in range(6) for x in range(4) if not (s >= 4 and x == 3)]
+    data = pd.DataFrame(rows)
+    band = mean_and_bootstrap_ci(data, n_boot=20000).set_index("x")
+    for x, group in data.groupby("x"):
+        ci = bootstrap((group["return"].to_numpy(),), np.mean, n_resamples=20000, method="percentile", random_state=0).confidence_interval
+        assert band.loc[x, "return"] == pytest.approx(group["return"].mean())
+        assert band.loc[x, "low"] == pytest.approx(ci.low, abs=0.03) and band.loc[x, "high"] == pytest.approx(ci.high, abs=0.03)

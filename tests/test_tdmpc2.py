@@ -266,14 +266,10 @@ def test_tdmpc2_runs_through_the_harness_contract(trained):
     assert stats.env_steps == 4 * env.num_envs * 2 and math.isfinite(env.timings.pop()["plan"])
 
 
-def test_tdmpc_runs_through_harness_run_by_its_alias(tmp_path):
+def test_tdmpc_runs_through_harness_run_by_its_alias(tmp_path, cli, in_process_workers):
     import json
-    import subprocess
-    import sys
 
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--methods", "tdmpc", "--budget", "64-steps", "--preset", "smoke",
-                           "--eval-every", "32", "--out", str(tmp_path), "--quiet"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = cli("run", "--methods", "tdmpc", "--budget", "64-steps", "--preset", "smoke", "--eval-every", "32", "--out", tmp_path, "--quiet")
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "cartpole" / "tdmpc2" / "smoke" / "seed0"
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
@@ -284,21 +280,18 @@ def test_tdmpc_runs_through_harness_run_by_its_alias(tmp_path):
     assert len(records[-1]["eval_returns"]) == 4
 
 
-def test_bench_plan_and_bench_updates_write_their_tables(tmp_path):
+def test_bench_plan_and_bench_updates_write_their_tables(tmp_path, cli):
     import json
-    import subprocess
-    import sys
 
-    plan = subprocess.run([sys.executable, "-m", "harness", "bench-plan", "--preset", "smoke", "--model-sizes", "1", "--precisions", "fp32",
-                           "--num-envs", "3", "--steps", "2", "--out", str(tmp_path / "plan")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    plan = cli("bench-plan", "--preset", "smoke", "--model-sizes", "1", "--precisions", "fp32", "--num-envs", "3", "--steps", "2",
+               "--out", tmp_path / "plan")  # fmt: skip
     assert plan.returncode == 0, plan.stderr
     (case,) = json.loads((tmp_path / "plan" / "bench_plan.json").read_text())["cases"]
     assert case["num_envs"] == 3 and case["model_size"] == 1 and case["actions_per_s"] > 0 and case["top_ops"]
     assert case["mppi"] == {"horizon": 3, "iterations": 2, "num_samples": 32, "num_elites": 8, "num_pi_trajs": 4}
     assert "actions / s" in (tmp_path / "plan" / "bench_plan.md").read_text()
-    updates = subprocess.run([sys.executable, "-m", "harness", "bench-updates", "--method", "tdmpc", "--preset", "smoke", "--image-sizes", "48",
-                              "--precisions", "fp32", "--updates", "2", "--warmup", "1", "--profile-updates", "0", "--out", str(tmp_path / "upd")],
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    updates = cli("bench-updates", "--method", "tdmpc", "--preset", "smoke", "--image-sizes", "48", "--precisions", "fp32", "--updates", "2",
+                  "--warmup", "1", "--profile-updates", "0", "--out", tmp_path / "upd")  # fmt: skip
     assert updates.returncode == 0, updates.stderr
     (case,) = json.loads((tmp_path / "upd" / "bench_updates.json").read_text())["cases"]
     assert set(case["ms_per_update"]) == {"replay_sample", "model_update", "policy_update"} and case["updates_per_s"] > 0
