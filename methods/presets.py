@@ -13,7 +13,9 @@ the differences:
 
 The value of a key for (preset, task) is the dataclass default, overridden by each preset of the
 inheritance chain from the root down (its `default` row, then its row for the task), then by the
-run's `--override`s. A task without a row runs on the rows above; the standard presets `paper`,
+run's `--override`s. A variant task named `<task>-<variant>` (`cartpole-paper`) takes its base task's
+row, then its own: the paper's `cartpole` settings are those of the CartPole its code runs. A task
+without a row runs on the rows above; the standard presets `paper`,
 `cpu` and `smoke` exist for every method (`cpu` and `smoke` inherit from `paper` unless the file
 says otherwise), so every method runs every task.
 """
@@ -61,6 +63,12 @@ def _chain(table: dict, preset: str, path: Path) -> list[str]:
     return chain[::-1]
 
 
+def task_rows(task: str) -> tuple[str, ...]:
+    """The rows a task reads, most general first: a variant `<base>-<variant>` reads `<base>`'s too."""
+    base = task.split("-", 1)[0]
+    return (base, task) if base != task else (task,)
+
+
 def preset_values(method_cls, task: str, preset: str) -> tuple[dict, dict]:
     """The preset's values for `task` (only the keys it changes) and, per key, the row it came from."""
     path, table = _table(method_cls)
@@ -69,7 +77,7 @@ def preset_values(method_cls, task: str, preset: str) -> tuple[dict, dict]:
     known = {f.name for f in dataclasses.fields(method_cls.config_cls)}
     values, source = {}, {}
     for name in _chain(table, preset, path):
-        for row_name in ("default", task):
+        for row_name in ("default", *task_rows(task)):
             row = table[name].get(row_name) or {}
             where = f"{path.name}[{name}][{row_name}]"
             if not isinstance(row, dict):

@@ -103,3 +103,13 @@ def test_doing_nothing_balances_the_paper_cartpole_but_not_ours():
         returns[task] = total
     assert (returns["cartpole-paper"] > 1900).all(), returns
     assert (returns["cartpole"] < 400).all(), returns
+
+
+def test_cartpole_paper_takes_the_cartpole_preset_rows_then_its_own():
+    """The paper's `cartpole` settings are those of the CartPole its code runs."""
+    from methods.presets import preset_values, task_rows
+    from methods.registry import get_method_class
+
+    assert task_rows("cartpole-paper") == ("cartpole", "cartpole-paper") and task_rows("hopper") == ("hopper",)
+    values, source = preset_values(get_method_class("shac-state"), "cartpole-paper", "paper")
+    assert values == {"actor_lr": 0.01, "critic_lr": 0.001} and source["actor_lr"].endswith("[paper][cartpole]")
