@@ -13,6 +13,16 @@ heading (torso x axis) dotted with the horizontal direction to the target (10000
 previous actions. Reward: v_x + 0.1 up_z + heading + (height - 0.27); early termination when the
 torso is below 0.27 m. Start: height 0.75, joints (0, 1, 0, -1, 0, -1, 0, 1) + U(+-0.2), position
 + U(+-0.1), a rotation by U(+-pi/24) about a random axis, velocities U(+-0.25).
+
+Fidelity against the official D.Va code (docs/locomotion-fidelity.md, ant table):
+- same: geometry, masses (182.18 kg), armature, limits, actions, start pose, reward,
+  termination, dt and substeps. The observation is the same information in a z-up frame (kept).
+- differs: the official hinge damping is 11 (1 + the limit kd 10 that dflex always applies; ours
+  1). Contact damping is kd x depth in dflex and kd in Newton (the source of the ant's exploding
+  16-substep derivative). dflex's element-wise inertia rotation gives each foot 0.14 kg m^2 at its
+  COM about the ankle axis (ours 0.54). The official start-velocity noise is on the world-origin
+  twist (extra omega x p).
+- kept: contacts found once per control step; z up.
 """
 
 from __future__ import annotations

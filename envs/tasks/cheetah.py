@@ -6,7 +6,19 @@ the ground. Observation q[1:9] = (z, pitch, six joints) and qd (9): 17 numbers.
 Contacts: the paper's ke 2e4, kd 1e3, kf 1e3, mu 1; armature 0.1 and damping 1 on the leg hinges.
 Actions in [-1, 1] times 200 N m. Reward v_x - 0.1 |a|^2; no early termination.
 Start noise: x, z, pitch and joints U(+-0.1), velocities U(+-0.25). The paper's start height
-offset of -0.2 m is not applied: on this model it would put the feet 0.12 m into the ground.
+offset of -0.2 m is not applied. The paper's root frame is at 1.0 m, not 0.7, so its torso
+starts at 0.8 m (see below).
+
+Fidelity against the official D.Va code (docs/locomotion-fidelity.md, cheetah table):
+- same: geometry and body offsets, 200 N m actions, noise, observation layout, reward, no early
+  termination, dt and substeps.
+- differs: dflex ignores settotalmass, so the official cheetah is 21.18 kg at density 1000
+  (ours 14). The file's joint stiffness 240/180/120/180/120/60 towards 0 and damping
+  6/4.5/3/4.5/3/1.5 are loaded, plus the limit kd 10 that dflex always applies (ours: stiffness
+  0, damping 1). The root dofs have damping 10 and armature 0.1 (ours 0). The front limits are
+  fthigh [-1.5, 0.8], fshin [-1.2, 1.1], ffoot [-3.1, -0.3]. The start height is 0.8 m (obs z =
+  height - 1.0). Contact damping is kd x depth in dflex and kd in Newton.
+- kept: contacts found once per control step; z up.
 """
 
 from __future__ import annotations

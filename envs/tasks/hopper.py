@@ -4,9 +4,19 @@ The classic MuJoCo hopper (torso, thigh, leg and foot capsules, density 1000, hi
 -150..0, -150..0 and -45..45 degrees) on a planar root whose z starts at 0 with the torso at
 1.25 m. Observation q[1:6] = (z, pitch, thigh, leg, foot) and qd (6): 11 numbers.
 Contacts: the paper's ke 2e4, kd 1e3, kf 1e3, mu 0.9; armature 1 and damping 2 on the leg
-hinges (the root has none, as in the MuJoCo model). Actions in [-1, 1] times 200 N m.
+hinges (the root has none, as in the MuJoCo model; the paper's dflex gives it some, see below).
+Actions in [-1, 1] times 200 N m.
 Reward: v_x + h_r + (1 - pitch^2 / (pi/6)^2) - 0.1 |a|^2, where hd = clip(z + 0.3, -1, 0.3) and
 h_r = -200 hd^2 below 0, hd above; early termination when z < -0.45.
+
+Fidelity against the official D.Va code (docs/locomotion-fidelity.md, hopper table):
+- same: body masses (15.82 kg) and hinge-axis inertias, limits, 200 N m actions, start pose and
+  noise, observation, reward, termination, dt and substeps.
+- differs: joint damping. dflex always applies the limit kd 10, so the official hinges have 12
+  and the root x, z and pitch 10 (ours 2 and 0). Armature 1 is also on the root's three dofs in
+  the official code (ours 0). Contact damping is kd x depth in dflex and kd in Newton. The foot
+  capsule centre is x = 0.06 in the official code, 0.065 here.
+- kept: contacts found once per control step (0.1 m gap); z up.
 """
 
 from __future__ import annotations

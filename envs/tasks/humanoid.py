@@ -1,10 +1,11 @@
 """Humanoid (the DiffRL/D.Va task, reference/dva_paper.md section 4) on Newton, z up.
 
 The model is Newton's bundled `nv_humanoid.xml` (the IsaacGym humanoid of the DiffRL lineage:
-21 hinges on a free root, density 1000), imported with the paper's constants: contact ke 2e4,
-kd 5e3, kf 1e3, mu 0.75; armature 0.007, stiffness 5 and damping 0.1 on every hinge; limits
-ke 1e3 / kd 10; 48 substeps per 1/60 s control step. Actions in [-1, 1] times 0.35 x the paper's
-motor strengths (file joint order).
+21 hinges on a free root, density 1000), imported with the paper's contact ke 2e4, kd 5e3,
+kf 1e3, mu 0.75; armature 0.007, stiffness 5 and damping 0.1 on every hinge (the file's class
+defaults; the paper's loader reads each joint's own values, see below); limits ke 1e3 / kd 10;
+48 substeps per 1/60 s control step. Actions in [-1, 1] times 0.35 x the paper's motor strengths
+(file joint order).
 
 Observation (76): torso height, quaternion, COM linear and angular velocity, 21 joint angles,
 0.1 x 21 joint velocities, up_z, heading towards (200, 0), the 21 previous actions.
@@ -13,6 +14,18 @@ h_r = -200 hd^2 below 0, 10 hd above; early termination when the torso is below 
 state is NaN, infinite or above 1e6 (that step's reward is 0).
 Start: torso at 1.35 m, position + U(+-0.1), a rotation by U(+-pi/24) about a random axis,
 joints U(+-0.2), velocities U(+-0.25).
+
+Fidelity against the official D.Va code (docs/locomotion-fidelity.md, humanoid table):
+- same: geometry, body masses (40.84 kg), limits, actions, start pose, reward, termination and
+  the invalid-state guard, dt and substeps.
+- differs: the official joints take their armature (0.006-0.02), stiffness (2-20) and damping
+  (0.1-5) from the file, plus the limit kd 10 that dflex always applies (damping 10.1-15 against
+  our 0.1). Newton's import already has the file's values, and we overwrite them. Contact damping
+  is kd x depth in dflex and kd in Newton. dflex's element-wise inertia rotation drops whole
+  components (e.g. the thighs' own inertia about hip_x). Observed and rewarded v is the torso
+  origin's in the official code, the torso COM's here. The official start-velocity noise is on the
+  origin twist. The official env zeroes NaN gradients of q, qd and actions every step.
+- kept: observation frame z up; contacts found once per control step.
 """
 
 from __future__ import annotations
