@@ -34,7 +34,8 @@ class NormalizationTable:
         return self.tasks.get(task, {}).get("threshold")
 
     def describe(self) -> str:
-        parts = [f"{t}: random {e['random']:,.0f} -> 0, reference {e['reference']:,.0f} -> 1" for t, e in sorted(self.tasks.items())]
+        parts = [f"{t}: random {e['random']:,.0f} -> 0, reference {e['reference']:,.0f} -> 1"
+                 + (f" [reference: {e['reference_is']}]" if e.get("reference_is") else "") for t, e in sorted(self.tasks.items())]
         return f"table {Path(self.path).name} v{self.version} ({'; '.join(parts)})"
 
 
