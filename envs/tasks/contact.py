@@ -14,7 +14,12 @@ from envs.tasks.base import Task
 
 class ContactTask(Task):
     contact: dict[str, float]  # ke, kd, kf, mu of every shape and of the ground
-    limit_ke, limit_kd = 1.0e3, 10.0  # joint limits, all paper tasks
+    # Joint limits of all paper tasks: ke 1e3, kd 10. dflex applies the limit kd to every 1-dof joint
+    # at all times, not only past a limit (docs/locomotion-fidelity.md, C3), so the 10 is viscous
+    # joint damping here (added to every hinge and planar-root dof's damping) and Newton's limit kd,
+    # which acts past a limit only, is 0.
+    limit_ke, limit_kd = 1.0e3, 0.0
+    always_on_damping = 10.0
     tracking_camera = True
     # Every locomotion task of the paper: 60 Hz control, 1000-step episodes, unbounded reward.
     episode_length = 1000

@@ -2,30 +2,31 @@
 
 The model is Newton's bundled `nv_humanoid.xml` (the IsaacGym humanoid of the DiffRL lineage:
 21 hinges on a free root, density 1000), imported with the paper's contact ke 2e4, kd 5e3,
-kf 1e3, mu 0.75; armature 0.007, stiffness 5 and damping 0.1 on every hinge (the file's class
-defaults; the paper's loader reads each joint's own values, see below); limits ke 1e3 / kd 10;
-48 substeps per 1/60 s control step. Actions in [-1, 1] times 0.35 x the paper's motor strengths
-(file joint order).
+kf 1e3, mu 0.75; each hinge's own armature (0.006-0.02), stiffness (2-20, towards 0) and damping
+(0.1-5) from the file, as the paper loads them, with 10 more damping (dflex's always-on limit kd);
+limits ke 1e3; 48 substeps per 1/60 s control step. Actions in [-1, 1] times 0.35 x the paper's
+motor strengths (file joint order).
 
-Observation (76): torso height, quaternion, COM linear and angular velocity, 21 joint angles,
-0.1 x 21 joint velocities, up_z, heading towards (200, 0), the 21 previous actions.
-Reward: v_x + 0.1 up_z + heading + h_r - 0.002 |a|^2, where hd = clip(height - 0.84, -1, 0.1) and
-h_r = -200 hd^2 below 0, 10 hd above; early termination when the torso is below 0.74 m or the
-state is NaN, infinite or above 1e6 (that step's reward is 0).
+Observation (76): torso height, quaternion, torso-origin linear velocity and angular velocity,
+21 joint angles, 0.1 x 21 joint velocities, up_z, heading towards (200, 0), the 21 previous actions.
+Reward: v_x (of the torso origin) + 0.1 up_z + heading + h_r - 0.002 |a|^2, where
+hd = clip(height - 0.84, -1, 0.1) and h_r = -200 hd^2 below 0, 10 hd above; early termination when
+the torso is below 0.74 m or the state is NaN, infinite or above 1e6 (that step's reward is 0).
 Start: torso at 1.35 m, position + U(+-0.1), a rotation by U(+-pi/24) about a random axis,
-joints U(+-0.2), velocities U(+-0.25).
+joints U(+-0.2), velocities U(+-0.25) on dflex's twist (as the ant).
 
 Fidelity against the official D.Va code (docs/locomotion-fidelity.md, humanoid table):
-- same: geometry, body masses (40.84 kg), limits, actions, start pose, reward, termination and
-  the invalid-state guard, dt and substeps.
-- differs: the official joints take their armature (0.006-0.02), stiffness (2-20) and damping
-  (0.1-5) from the file, plus the limit kd 10 that dflex always applies (damping 10.1-15 against
-  our 0.1). Newton's import already has the file's values, and we overwrite them. Contact damping
-  is kd x depth in dflex and kd in Newton. dflex's element-wise inertia rotation drops whole
-  components (e.g. the thighs' own inertia about hip_x). Observed and rewarded v is the torso
-  origin's in the official code, the torso COM's here. The official start-velocity noise is on the
-  origin twist. The official env zeroes NaN gradients of q, qd and actions every step.
-- kept: observation frame z up; contacts found once per control step.
+- same: geometry, body masses (40.84 kg), joint armature, stiffness and damping, limits,
+  actions, start pose and noise, observation, reward, termination and the invalid-state guard,
+  dt and substeps.
+- fixed: per-joint armature, stiffness and damping from the file, damping + 10 with limit kd 0
+  (were 0.007 / 5 / 0.1 on every hinge); the observed and rewarded velocity is the torso
+  origin's (was its COM's); the start-velocity noise on the origin twist.
+- kept: contact damping is kd x depth in dflex and kd in Newton (C5); dflex's element-wise
+  inertia rotation (C2) drops whole components (e.g. the thighs' own inertia about hip_x), ours
+  is correct; the official env's hooks that zero NaN gradients of q, qd and actions (no NaN has
+  been seen; D.Va stops on a non-finite gradient norm instead); observation frame z up; contacts
+  found once per control step.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ class Humanoid(FreeRootTask):
 
     model_file = "nv_humanoid.xml"
     contact = dict(ke=2.0e4, kd=5.0e3, kf=1.0e3, mu=0.75)
-    joint_armature = 0.007
-    joint_damping = 0.1
-    joint_stiffness = 5.0
+    # Each hinge's own armature (0.006-0.02), stiffness (2-20, towards 0) and damping (0.1-5) from
+    # the file, as the paper loads them; the knees have none of their own and take the class
+    # defaults 0.007 / 5 / 0.1, which are also the paper's env arguments. Damping + 10 (C3).
+    file_joint_parameters = True
+    root_com = (-0.00253938, 0.0, 0.0346626)  # the torso's COM (torso, upper waist and head geoms)
     start_height = 1.35
     termination_height = 0.74
     target = (200.0, 0.0)
@@ -61,7 +64,7 @@ class Humanoid(FreeRootTask):
         up, heading = self.frame(q)
         height_diff = (q[:, 2] - 0.84).clamp(-1.0, 0.1)
         height_reward = torch.where(height_diff < 0, -200.0 * height_diff**2, 10.0 * height_diff)
-        reward = qd[:, 0] + 0.1 * up + heading + height_reward - 0.002 * (action**2).sum(-1)
+        reward = self.origin_velocity(q, qd)[:, 0] + 0.1 * up + heading + height_reward - 0.002 * (action**2).sum(-1)
         return torch.where(self._invalid(q, qd), torch.zeros_like(reward), reward)
 
     @staticmethod

@@ -1,15 +1,20 @@
 """What hopper and cheetah share: a planar root (x slide, z slide, pitch hinge), capsule limbs on
 y-axis hinges, penalty contact with a ground plane, and a camera that follows x and z.
 
-Bodies are built in world coordinates at the start pose with unrotated frames, so a child's joint
+Bodies are built in world coordinates at the model's pose with unrotated frames, so a child's joint
 anchor is simply its origin minus its parent's; geometry follows the MuJoCo models (capsules given
-by centre, half-length, radius and an angle about y). The root coordinates start at 0, so
-q = (x, z, pitch, joints...) are displacements from the model's start pose, as in dflex.
+by centre, half-length, radius and an angle about y). q = (x, z, pitch, joints...) are
+displacements from that pose, as in dflex; the start state adds `start_z` to z (the cheetah's
+-0.2) before the noise.
+
+Joint parameters as the paper's dflex integrates them (docs/locomotion-fidelity.md, C1-C4): density
+1000; armature on every dof, the root's x, z slides and pitch included; each hinge's own stiffness
+(towards q = 0) and damping where the model file gives them, else the task's; and dflex's limit kd
+of 10, which it applies at all times, as 10 more damping on every dof, the root's three included.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -27,10 +32,6 @@ class Capsule:
     radius: float
     angle: float  # rotation of the capsule's axis from +z about +y [rad]
 
-    @property
-    def volume(self) -> float:
-        return math.pi * self.radius**2 * (2 * self.half_length) + 4 / 3 * math.pi * self.radius**3
-
 
 @dataclass(frozen=True)
 class Limb:
@@ -40,20 +41,22 @@ class Limb:
     axis_y: float  # +1 or -1: the hinge axis (0, axis_y, 0)
     range: tuple[float, float]  # joint limits [rad]
     capsules: tuple[Capsule, ...]
+    stiffness: float = 0.0  # N m/rad towards q = 0
+    damping: float | None = None  # N m s/rad before the always-on limit damping; None: the task's joint_damping
 
 
 class PlanarTask(ContactTask):
     """A planar walker; subclasses list their limbs (the first is the root) and define rewards."""
 
     limbs: tuple[Limb, ...]
-    total_mass: float | None = None  # MuJoCo's settotalmass; None: density 1000
     contact: dict[str, float]
-    joint_armature: float
-    joint_damping: float
+    joint_armature: float  # on every dof, the root's three included
+    joint_damping: float  # on the hinges without their own, before the always-on limit damping
     action_strength = 200.0
     root_noise: float  # uniform noise on x, z, pitch
     joint_noise: float
     velocity_noise: float
+    start_z = 0.0  # root z coordinate of the noise-free start
     floor_half_width = 2.0
 
     @property
@@ -62,9 +65,7 @@ class PlanarTask(ContactTask):
 
     def build_world(self, builder: newton.ModelBuilder) -> None:
         first_shape = len(builder.shape_type)
-        volume = sum(c.volume for limb in self.limbs for c in limb.capsules)
-        density = 1000.0 if self.total_mass is None else self.total_mass / volume
-        shape = newton.ModelBuilder.ShapeConfig(density=density, **self.contact)
+        shape = newton.ModelBuilder.ShapeConfig(density=1000.0, **self.contact)
         bodies: dict[str, int] = {}
         joints: list[int] = []
         for limb in self.limbs:
@@ -77,13 +78,15 @@ class PlanarTask(ContactTask):
                     body, xform=wp.transform((c.centre[0], 0.0, c.centre[1]), rotation), radius=c.radius, half_height=c.half_length, cfg=shape, color=ORANGE
                 )  # fmt: skip
             if not limb.parent:
+                # The models' root joints have no damping of their own: only the always-on limit damping.
+                root = dict(armature=self.joint_armature, damping=self.always_on_damping, limit_kd=self.limit_kd)
                 axis = newton.ModelBuilder.JointDofConfig
                 joints.append(
                     builder.add_joint_d6(
                         -1,
                         body,
-                        linear_axes=[axis(axis=(1.0, 0.0, 0.0)), axis(axis=(0.0, 0.0, 1.0))],
-                        angular_axes=[axis(axis=(0.0, 1.0, 0.0))],
+                        linear_axes=[axis(axis=(1.0, 0.0, 0.0), **root), axis(axis=(0.0, 0.0, 1.0), **root)],
+                        angular_axes=[axis(axis=(0.0, 1.0, 0.0), **root)],
                         parent_xform=wp.transform((x, 0.0, z), wp.quat_identity()),
                         label="root",
                     )
@@ -102,11 +105,11 @@ class PlanarTask(ContactTask):
                     limit_ke=self.limit_ke,
                     limit_kd=self.limit_kd,
                     armature=self.joint_armature,
+                    stiffness=limb.stiffness,
+                    damping=(self.joint_damping if limb.damping is None else limb.damping) + self.always_on_damping,
                     label=f"{limb.name}_joint",
                 )
             )
-        for dof in range(builder.joint_dof_count - self.action_dim, builder.joint_dof_count):
-            builder.joint_damping[dof] = self.joint_damping
         builder.add_articulation(joints, label=self.name)
         # No self-collision, as in the paper's dflex (ground contact only) and the free-root tasks'
         # import: a contact between two moving limbs has a normal that turns with both, which the
@@ -119,6 +122,7 @@ class PlanarTask(ContactTask):
 
     def initial_state(self, n: int, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         q = torch.cat([self.uniform(generator, device, self.root_noise, n, 3), self.uniform(generator, device, self.joint_noise, n, self.action_dim)], dim=-1)
+        q[:, 1] += self.start_z
         return q, self.uniform(generator, device, self.velocity_noise, n, 3 + self.action_dim)
 
     def action_to_joint_f(self, action: torch.Tensor) -> torch.Tensor:
