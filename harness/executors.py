@@ -37,6 +37,7 @@ class GridOptions:
     root: Path
     quiet: bool = False
     loggers: list[str] = field(default_factory=list)
+    videos: bool = True  # each run ends with a GIF of its final policy (harness/video.py)
     workers: int = 1
     # submitit / SLURM
     slurm_partition: str | None = None
@@ -49,7 +50,7 @@ class GridOptions:
 
 
 def worker_payload(run: ResolvedRun, options: GridOptions, quiet: bool) -> dict:
-    return {"run": run.as_dict(), "root": str(options.root), "quiet": quiet, "loggers": options.loggers}
+    return {"run": run.as_dict(), "root": str(options.root), "quiet": quiet, "loggers": options.loggers, "videos": options.videos}
 
 
 def run_in_this_process(payload: dict) -> str:
@@ -61,7 +62,7 @@ def run_in_this_process(payload: dict) -> str:
 
     resolved = ResolvedRun.from_dict(payload["run"])
     try:
-        return Run(resolved, payload["root"], quiet=payload["quiet"], loggers=payload["loggers"]).execute()
+        return Run(resolved, payload["root"], quiet=payload["quiet"], loggers=payload["loggers"], videos=payload.get("videos", True)).execute()
     except Exception as err:
         failure = {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(limit=5)}
         RunFolder.of(payload["root"], resolved.run_id).record_failure(failure, payload["run"] | {"run_id": resolved.run_id})
