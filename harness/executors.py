@@ -38,6 +38,7 @@ class GridOptions:
     quiet: bool = False
     loggers: list[str] = field(default_factory=list)
     videos: bool = True  # each run ends with a GIF of its final policy (harness/video.py)
+    retries: int = 2  # Ray: a run whose worker died (killed, lost node) starts again, resuming from its checkpoint
     workers: int = 1
     # submitit / SLURM
     slurm_partition: str | None = None
@@ -221,7 +222,10 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=options.ray_address, log_to_driver=False)
         # max_calls=1: a fresh worker process per run (crash isolation, clean memory accounting).
-        self.remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_calls=1, max_retries=0)(run_in_this_process)
+        # max_retries: Ray reruns a task whose worker process died (never one that raised: a failed run
+        # is recorded in its folder); the rerun finds the folder `running` and resumes from its checkpoint.
+        self.remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_calls=1,
+                                 max_retries=options.retries)(run_in_this_process)
 
     def run(self, specs: list[ResolvedRun], on_done) -> dict[str, str]:
         statuses: dict[str, str] = {}
