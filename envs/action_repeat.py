@@ -60,6 +60,10 @@ class ActionRepeat:
     def detach(self) -> None:
         self.env.detach()
 
+    @property
+    def sim_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.env.sim_state
+
     # -- contract -------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
         obs = self.env.reset(seed=seed)

@@ -66,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", required=True, help="comma list, e.g. dva,shac-state (aliases: dreamer, tdmpc, drq)")
     run.add_argument("--tasks", default="cartpole", help="comma list of tasks")
     run.add_argument("--seeds", default="0", help="e.g. 0-4, 0,3,7 or 2")
-    run.add_argument("--budget", required=True, help="training wall-clock (20m, 90s, 1.5h) or env steps (1M-steps)")
+    run.add_argument("--budget", default=None,
+                     help="per run: training wall-clock (20m, 90s, 1.5h) or env steps (1M-steps); default: the preset's "
+                          "(cpu 5m, paper 30m, smoke 1024-steps)")
     run.add_argument("--preset", default="cpu", help="hyperparameter preset: paper, cpu or smoke")
-    run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    run.add_argument("--device", default="auto", help="torch device: auto (CUDA when available, else CPU), cpu or cuda:0")
     run.add_argument("--out", default="runs", help="root folder of the run folders")
     run.add_argument("--eval-every", type=_positive_int, default=None, metavar="STEPS", help="env steps between evaluations")
     run.add_argument("--eval-episodes", type=_positive_int, default=None,
@@ -89,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (<run>/tensorboard)")
     run.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--no-report", action="store_true", help="do not write <out>/report at the end of the grid")
+    run.add_argument("--no-videos", action="store_true", help="no GIF of each run's final policy")
+
+    sub.add_parser("list", help="methods (and aliases), tasks, presets with their default budgets and observation settings")
 
     report = sub.add_parser("report", help="summary table and learning curves from run folders")
     report.add_argument("run_dirs", nargs="+", help="folders containing run folders (searched recursively)")
@@ -178,6 +184,10 @@ def _validate_common(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         if args.image_size < MIN_IMAGE_SIZE:
             parser.error(f"--image-size must be >= {MIN_IMAGE_SIZE}, got {args.image_size}")
     device = getattr(args, "device", None)
+    if device == "auto":
+        import torch
+
+        args.device = device = "cuda" if torch.cuda.is_available() else "cpu"
     if device is not None:
         import torch
 
@@ -196,7 +206,7 @@ def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
     from harness.executors import EXECUTORS, missing_executor_package
     from harness.loggers import missing_logger_packages
     from harness.resolved import resolve
-    from harness.specs import expand_grid, parse_overrides, parse_seeds
+    from harness.specs import default_budget, expand_grid, parse_overrides, parse_seeds
     from methods.registry import resolve_method_name
 
     try:
@@ -208,7 +218,11 @@ def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
         parser.error(str(err))
     if len(set(methods)) != len(methods) or len(set(tasks)) != len(tasks):
         parser.error("--methods and --tasks must not repeat a name")
-    specs = expand_grid(methods, tasks, seeds, preset=args.preset, budget=args.budget, device=args.device,
+    try:
+        budget = args.budget if args.budget is not None else default_budget(args.preset)
+    except ValueError as err:
+        parser.error(str(err))
+    specs = expand_grid(methods, tasks, seeds, preset=args.preset, budget=budget, device=args.device,
                         eval_every_steps=args.eval_every or 0, eval_episodes=args.eval_episodes or 0, overrides=overrides)
     resolved = {}
     for spec in specs:
@@ -267,7 +281,7 @@ def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     options = GridOptions(
         root=root, quiet=args.quiet, loggers=loggers, workers=args.workers, slurm_partition=args.slurm_partition,
         timeout_min=args.timeout_min, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-        submitit_local=args.submitit_local, ray_address=args.ray_address,
+        submitit_local=args.submitit_local, ray_address=args.ray_address, videos=not args.no_videos,
     )
     try:
         statuses = execute_grid(todo, options, args.executor) if todo else {}
@@ -275,9 +289,54 @@ def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print("\ninterrupted: rerun the same command to resume from the last evaluation of each run", file=sys.stderr)
         return 130
     failed = [rid for rid, st in statuses.items() if st not in ("complete", "busy")]
+    if not args.no_report:
+        _grid_report([folders[run.run_id].path for run in runs], root / "report", args)
     if failed:
         print(f"{len(failed)} run(s) not complete: {', '.join(failed)} (reasons in their run.json)")
         return 1
+    return 0
+
+
+def _grid_report(run_folders: list[Path], out: Path, args: argparse.Namespace) -> None:
+    """The grid's report in `out`, its main table printed; a report that cannot be made (no run
+    complete) is said in one line and leaves the grid's exit status alone."""
+    from harness.report import write_report
+
+    command = "python -m harness " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+    try:
+        write_report([f for f in run_folders if f.exists()], out, command)
+    except ValueError as err:
+        print(f"no report: {err}")
+        return
+    lines = (out / "summary.md").read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("| task |")), None)
+    if start is not None:
+        table = lines[start:]
+        print("\n".join(table[: next((i for i, line in enumerate(table) if not line.startswith("|")), len(table))]))
+    print(f"report: {out / 'summary.md'}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    """What `run` accepts: methods and aliases, tasks, presets with default budgets and the pixels each method reads."""
+    from harness.specs import DEFAULT_BUDGETS
+    from methods.presets import available_presets, load_config
+    from methods.registry import ALIASES, available_methods, available_tasks, get_method_class
+
+    aliases = {m: [a for a, c in ALIASES.items() if c == m] for m in available_methods()}
+    print("methods: " + ", ".join(m + (f" ({', '.join(a)})" if a else "") for m, a in aliases.items()))
+    print("tasks:   " + ", ".join(t + (" (default)" if t == "cartpole" else "") for t in available_tasks()))
+    print("presets: " + ", ".join(f"{p} (budget {b}" + (", the default preset)" if p == "cpu" else ")") for p, b in DEFAULT_BUDGETS.items())
+          + "; --budget overrides")
+    print("\nobservation per method and preset on cartpole (image size, supersample, cropped rows, frames, action repeat):")
+    for name in available_methods():
+        cls = get_method_class(name)
+        for preset in available_presets(cls):
+            config = load_config(cls, "cartpole", preset)
+            kwargs = cls.env_kwargs(config)
+            pixels = ("state only" if not cls.reads_pixels else
+                      f"{kwargs.get('image_size')} px x{kwargs.get('supersample', 1)}"
+                      + (", cropped" if kwargs.get("crop_static_rows") else "") + f", {kwargs.get('frame_stack', 3)} frames")
+            print(f"  {name:<11} {preset:<6} {pixels}, action repeat {kwargs.get('action_repeat', 1)}")
     return 0
 
 
@@ -448,6 +507,9 @@ def _check_output_folders(parser: argparse.ArgumentParser, args: argparse.Namesp
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
+    if args.command == "list":
+        return _list(args)
     _validate_common(parser, args)
     _check_output_folders(parser, args)
     if args.command == "run":

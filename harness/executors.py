@@ -37,6 +37,8 @@ class GridOptions:
     root: Path
     quiet: bool = False
     loggers: list[str] = field(default_factory=list)
+    videos: bool = True  # each run ends with a GIF of its final policy (harness/video.py)
+    retries: int = 2  # Ray: a run whose worker died (killed, lost node) starts again, resuming from its checkpoint
     workers: int = 1
     # submitit / SLURM
     slurm_partition: str | None = None
@@ -49,7 +51,7 @@ class GridOptions:
 
 
 def worker_payload(run: ResolvedRun, options: GridOptions, quiet: bool) -> dict:
-    return {"run": run.as_dict(), "root": str(options.root), "quiet": quiet, "loggers": options.loggers}
+    return {"run": run.as_dict(), "root": str(options.root), "quiet": quiet, "loggers": options.loggers, "videos": options.videos}
 
 
 def run_in_this_process(payload: dict) -> str:
@@ -61,7 +63,7 @@ def run_in_this_process(payload: dict) -> str:
 
     resolved = ResolvedRun.from_dict(payload["run"])
     try:
-        return Run(resolved, payload["root"], quiet=payload["quiet"], loggers=payload["loggers"]).execute()
+        return Run(resolved, payload["root"], quiet=payload["quiet"], loggers=payload["loggers"], videos=payload.get("videos", True)).execute()
     except Exception as err:
         failure = {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(limit=5)}
         RunFolder.of(payload["root"], resolved.run_id).record_failure(failure, payload["run"] | {"run_id": resolved.run_id})
@@ -220,7 +222,10 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=options.ray_address, log_to_driver=False)
         # max_calls=1: a fresh worker process per run (crash isolation, clean memory accounting).
-        self.remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_calls=1, max_retries=0)(run_in_this_process)
+        # max_retries: Ray reruns a task whose worker process died (never one that raised: a failed run
+        # is recorded in its folder); the rerun finds the folder `running` and resumes from its checkpoint.
+        self.remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_calls=1,
+                                 max_retries=options.retries)(run_in_this_process)
 
     def run(self, specs: list[ResolvedRun], on_done) -> dict[str, str]:
         statuses: dict[str, str] = {}

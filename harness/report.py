@@ -60,7 +60,7 @@ def write_report(paths: list[str | Path], out: str | Path, command: str, machine
 
 def _write_report_files(runs: list[RunRecord], rows: list[dict], norm: NormalizationTable, out: Path, command: str,
                         machine_note: str, reps: int, at: list[tuple[str, float]], focus: str) -> None:
-    copy_run_files(runs, out / "runs")
+    copy_run_files(runs, out)
     figures = plot_curves(rows, out) + [f for f in [_plot_phases(rows, out)] if f] + plot_reconstructions(rows, out)
     grad_figure = plot_grad_norms(rows, out)
     if grad_figure:

@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.store import METRICS, RUN_JSON, RunFolder, find_run_folders
+from harness.store import METRICS, RUN_JSON, VIDEO, RunFolder, find_run_folders
 
 REQUIRED_RECORD_KEYS = ("env_steps", "train_wall_s", "eval_return_mean")
 RECONSTRUCTION = "reconstruction.npz"  # a world-model method's video of its predictions (figure input)
@@ -44,6 +44,17 @@ class RunRecord:
         path = self.folder / RECONSTRUCTION
         return path if path.exists() else None
 
+    @property
+    def video(self) -> Path | None:
+        """The GIF of the run's final policy, when it wrote one."""
+        path = self.folder / VIDEO
+        return path if path.exists() else None
+
+    @property
+    def copy_path(self) -> Path:
+        """Where the report keeps this run's small files, relative to the report folder."""
+        return Path("runs") / self.spec["task"] / self.run["method"] / self.config_name / f"seed{self.spec['seed']}"
+
 
 def load_runs(paths: list[str | Path]) -> list[RunRecord]:
     """Every run folder under `paths` (recursively, submitit's folders skipped); ValueError when there
@@ -63,14 +74,14 @@ def load_runs(paths: list[str | Path]) -> list[RunRecord]:
     return runs
 
 
-def copy_run_files(runs: list[RunRecord], dest: Path) -> None:
-    """Keep each run's small files beside the report so anyone can recompute it (never checkpoints)."""
+def copy_run_files(runs: list[RunRecord], out: Path) -> None:
+    """Keep each run's small files (and its video) beside the report so anyone can recompute it (never checkpoints)."""
     for run in runs:
-        target = dest / run.spec["task"] / run.run["method"] / run.config_name / f"seed{run.spec['seed']}"
+        target = out / run.copy_path
         if target.resolve() == run.folder.resolve():
             continue
         target.mkdir(parents=True, exist_ok=True)
-        for name in (RUN_JSON, METRICS, RECONSTRUCTION):
+        for name in (RUN_JSON, METRICS, RECONSTRUCTION, VIDEO):
             if (run.folder / name).exists():
                 shutil.copyfile(run.folder / name, target / name)
 

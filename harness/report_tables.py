@@ -24,7 +24,7 @@ def write_summary(out: Path, runs: list[RunRecord], rows: list[dict], agg: Aggre
     incomplete = [f"{r['task']} {r['method']} ({r['config']}) {n}" for r in rows for n in r["not_complete"]]
     lines += ["", "Failed, interrupted or unfinished runs (left out of every number above): " + ("; ".join(incomplete) or "none")]
     lines += agg.notes and ["", "Notes: " + "; ".join(agg.notes)]
-    lines += _curves_note(rows) + [f"![{f}]({f})" for f in figures]
+    lines += _curves_note(rows) + [f"![{f}]({f})" for f in figures] + _videos(rows)
     write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")
     csv_rows = [{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items() if not k.startswith("_")} for r in rows]
     write_text_atomic(out / "summary.csv", pd.DataFrame(csv_rows).to_csv(index=False))
@@ -98,6 +98,20 @@ def _per_seed(rows: list[dict]) -> list[str]:
             lines.append(f"- {r['task']} {label(r, rows)} seed {m.spec['seed']}: {m.records[-1]['eval_return_mean']:,.0f} "
                          f"after {m.records[-1]['train_wall_s'] / 60:.1f} min / {m.records[-1]['env_steps']:,} steps; threshold: {where}")
     return lines
+
+
+def _videos(rows: list[dict]) -> list[str]:
+    """One GIF per (task, method, config): the final policy of its lowest seed that recorded one."""
+    lines = []
+    for r in rows:
+        member = next((m for m in sorted(r["_members"], key=lambda m: m.spec["seed"]) if m.video), None)
+        if member is not None:
+            path = (member.copy_path / member.video.name).as_posix()
+            lines.append(f"| {r['task']} | {label(r, rows)} | seed {member.spec['seed']} | ![{r['task']} {label(r, rows)}]({path}) |")
+    if not lines:
+        return []
+    return ["", "Final policies (deterministic, one episode, the task's camera; harness/video.py):", "",
+            "| task | method | run | video |", "|---|---|---|---|", *lines]
 
 
 def _phase_table(rows: list[dict]) -> list[str]:

@@ -22,8 +22,9 @@ from tqdm import tqdm
 from harness.loggers import make_loggers
 from harness.resolved import ResolvedRun, build
 from harness.resources import PeakMemory
-from harness.store import RunFolder, now
+from harness.store import VIDEO, RunFolder, now
 from harness.system_info import system_info
+from harness.video import record_policy_video
 
 TRAIN_RETURN_WINDOW = 100  # the paper plots the moving average of the last ~100 training episodes
 
@@ -45,11 +46,13 @@ def evaluate(method, env, episodes_seed: int) -> list[float]:
 
 
 class Run:
-    def __init__(self, resolved: ResolvedRun, root: str | os.PathLike, quiet: bool = False, loggers: list[str] | None = None):
+    def __init__(self, resolved: ResolvedRun, root: str | os.PathLike, quiet: bool = False, loggers: list[str] | None = None,
+                 videos: bool = True):
         self.resolved = resolved
         self.spec = resolved.spec
         self.folder = RunFolder.of(root, resolved.run_id)
         self.quiet = quiet
+        self.videos = videos
         self.logger_names = list(loggers or [])  # optional TensorBoard / W&B mirrors of metrics.jsonl
         self.loggers: list = []
         self.budget = resolved.budget
@@ -183,6 +186,8 @@ class Run:
                     record_eval(last_metrics)
             if counters["env_steps"] > counters.get("last_eval_steps", -1):  # the end is always evaluated
                 record_eval(last_metrics)
+            if self.videos:  # not counted as training or evaluation time
+                record_policy_video(method, eval_env, self.spec.task, self.folder.path / VIDEO, seed=self.spec.seed)
         except KeyboardInterrupt:
             in_main = threading.current_thread() is threading.main_thread()
             # A second Ctrl-C must not tear the write below; the handler comes back afterwards, or a run

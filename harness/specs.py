@@ -134,6 +134,19 @@ class RunSpec:
         return cls(**data)
 
 
+# `harness run` without --budget: a preset's default training wall-clock per run. `cpu` is short so
+# the README's first command finishes while a newcomer reads on; `paper` is the paper's CartPole
+# comparison point (30 minutes); `smoke` is seconds. A preset of a method's own needs --budget.
+DEFAULT_BUDGETS: dict[str, str] = {"cpu": "5m", "paper": "30m", "smoke": "1024-steps"}
+
+
+def default_budget(preset: str) -> str:
+    if preset not in DEFAULT_BUDGETS:
+        raise ValueError(f"--budget is required with preset {preset!r} (default budgets: "
+                         + ", ".join(f"{p} {b}" for p, b in DEFAULT_BUDGETS.items()) + ")")
+    return DEFAULT_BUDGETS[preset]
+
+
 def expand_grid(methods: list[str], tasks: list[str], seeds: list[int], **common) -> list[RunSpec]:
     """The method x task x seed grid, task-major then method then seed (the order runs start in)."""
     return [RunSpec(method=m, task=t, seed=s, **common) for t in tasks for m in methods for s in seeds]

@@ -25,6 +25,8 @@ from harness.claim import RunClaim, held_elsewhere
 from harness.io import write_json_atomic
 
 RUN_JSON, METRICS, CHECKPOINT, WORKER_LOG = "run.json", "metrics.jsonl", "checkpoint.pt", "worker.log"
+VIDEO = "policy.gif"  # the final policy acting (harness/video.py)
+REPORT_SUMMARY = "summary.md"  # marks a report folder (harness/report.py), whose runs/ holds copies
 SUBMITIT_FOLDER = ".submitit"  # submitit's job files under a grid's root: not runs
 
 
@@ -183,8 +185,14 @@ class RunFolder:
 
 
 def find_run_folders(paths: list[str | os.PathLike]) -> list[RunFolder]:
-    """Every run folder (one with a run.json) under `paths`, sorted, submitit's job files excepted."""
+    """Every run folder (one with a run.json) under `paths`, sorted, except submitit's job files and
+    the copies inside a report below a path (a grid's own `<out>/report/runs/...`): a report folder
+    given as the path itself is read, so a committed report can be recomputed from its copies."""
     folders = []
     for root in map(Path, paths):
-        folders += [RunFolder(p.parent) for p in sorted(root.rglob(RUN_JSON)) if SUBMITIT_FOLDER not in p.parts]
+        for p in sorted(root.rglob(RUN_JSON)):
+            below = p.parent.relative_to(root).parts
+            in_report = any((root.joinpath(*below[:i]) / REPORT_SUMMARY).exists() for i in range(1, len(below)))
+            if SUBMITIT_FOLDER not in p.parts and not in_report:
+                folders.append(RunFolder(p.parent))
     return folders

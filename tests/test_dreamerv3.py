@@ -434,7 +434,7 @@ def test_harness_run_dreamer_writes_metrics_and_a_reconstruction_the_report_draw
     from harness.cli import main
 
     out = tmp_path / "runs"
-    code = main(["run", "--methods", "dreamer", "--tasks", "cartpole", "--seeds", "0", "--preset", "smoke", "--budget", "64-steps",
+    code = main(["run", "--no-report", "--no-videos", "--methods", "dreamer", "--tasks", "cartpole", "--seeds", "0", "--preset", "smoke", "--budget", "64-steps",
                  "--eval-every", "32", "--eval-episodes", "2", "--out", str(out), "--quiet"])  # fmt: skip
     assert code == 0
     folder = out / "cartpole" / "dreamerv3" / "smoke" / "seed0"

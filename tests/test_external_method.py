@@ -23,7 +23,7 @@ def test_external_method_installs_and_runs_through_harness_run(tmp_path):
                    check=True, capture_output=True, text=True)
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
     out = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--methods", "random", "--tasks", "cartpole", "--preset", "smoke",
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--no-report", "--no-videos", "--methods", "random", "--tasks", "cartpole", "--preset", "smoke",
                            "--budget", "128-steps", "--eval-every", "64", "--eval-episodes", "2", "--out", str(out), "--quiet"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

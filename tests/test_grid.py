@@ -21,7 +21,7 @@ from harness.specs import RunSpec, parse_overrides
 from harness.store import RunFolder
 
 RUN = [sys.executable, "-m", "harness", "run"]
-SMOKE = ["--preset", "smoke", "--eval-episodes", "2", "--quiet"]
+SMOKE = ["--preset", "smoke", "--eval-episodes", "2", "--quiet", "--no-report", "--no-videos"]
 
 
 def _records(folder: Path) -> list[dict]:
@@ -107,7 +107,7 @@ def test_a_claimed_folder_is_busy_and_neither_planned_nor_deleted(tmp_path):
         assert not (folder / "run.json").exists() and not (folder / "metrics.jsonl").exists()
         from harness.cli import main
 
-        assert main(["run", "--methods", "shac-state", "--preset", "smoke", "--budget", "1024-steps", "--overwrite", "--quiet", "--out", str(tmp_path)]) == 0
+        assert main(["run", "--methods", "shac-state", "--preset", "smoke", "--budget", "1024-steps", "--overwrite", "--quiet", "--no-report", "--no-videos", "--out", str(tmp_path)]) == 0
         assert folder.exists() and not (folder / "run.json").exists()
     finally:
         claim.release()

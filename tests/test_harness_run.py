@@ -57,7 +57,7 @@ def _records(folder: Path) -> list[dict]:
 
 def test_smoke_run_writes_the_run_folder(tmp_path, cli, in_process_workers):
     args = ["--methods", "shac-state", "--budget", "512-steps", "--preset", "smoke", "--eval-every", "256",
-            "--eval-episodes", "2", "--out", tmp_path, "--quiet"]
+            "--eval-episodes", "2", "--out", tmp_path, "--quiet", "--no-report", "--no-videos"]
     proc = cli("run", *args)
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "cartpole" / "shac-state" / "smoke" / "seed0"
@@ -86,7 +86,7 @@ def test_smoke_run_writes_the_run_folder(tmp_path, cli, in_process_workers):
 
 def test_baselines_run_through_the_harness_and_report(tmp_path, cli, in_process_workers):
     """DrQ-v2 (action repeat, replay) and DAgger (teacher inside the budget) in one grid."""
-    proc = cli("run", "--methods", "drqv2,dagger", "--budget", "512-steps", "--preset", "smoke", "--eval-every", "512",
+    proc = cli("run", "--no-report", "--no-videos", "--methods", "drqv2,dagger", "--budget", "512-steps", "--preset", "smoke", "--eval-every", "512",
                "--eval-episodes", "2", "--out", tmp_path, "--quiet")
     assert proc.returncode == 0, proc.stderr
     for method in ("drqv2", "dagger"):
@@ -122,7 +122,7 @@ def test_report_over_a_folder_without_runs_exits_2(tmp_path, cli):
 
 def test_ctrl_c_leaves_a_resumable_folder(tmp_path, cli, in_process_workers):
     args = ["--methods", "shac-state", "--budget", "1024-steps", "--preset", "smoke", "--eval-every", "256",
-            "--eval-episodes", "2", "--out", str(tmp_path), "--quiet"]
+            "--eval-episodes", "2", "--out", str(tmp_path), "--quiet", "--no-report", "--no-videos"]
     # SIGINT back to its default in the child: a process that ignores it (as the test runner may have
     # come to, e.g. under some executors' libraries) passes SIG_IGN on, and Python then never raises
     # KeyboardInterrupt; a terminal's Ctrl-C reaches a grid whose SIGINT is not ignored.

@@ -251,7 +251,7 @@ def test_tracking_tasks_reject_the_fixed_camera_only_options(task):
 def test_harness_trains_dva_and_shac_state_on_hopper(tmp_path, cli, in_process_workers):
     """The harness runs both first-order methods on a contact task: from pixels (tracking camera)
     and from state, with finite actor gradients through the contacts."""
-    proc = cli("run", "--methods", "dva,shac-state", "--tasks", "hopper", "--budget", "128-steps", "--preset", "smoke",
+    proc = cli("run", "--no-report", "--no-videos", "--methods", "dva,shac-state", "--tasks", "hopper", "--budget", "128-steps", "--preset", "smoke",
                "--eval-every", "128", "--eval-episodes", "1", "--out", tmp_path, "--quiet")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     for method in ("dva", "shac-state"):

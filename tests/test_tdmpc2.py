@@ -269,7 +269,7 @@ def test_tdmpc2_runs_through_the_harness_contract(trained):
 def test_tdmpc_runs_through_harness_run_by_its_alias(tmp_path, cli, in_process_workers):
     import json
 
-    proc = cli("run", "--methods", "tdmpc", "--budget", "64-steps", "--preset", "smoke", "--eval-every", "32", "--out", tmp_path, "--quiet")
+    proc = cli("run", "--no-report", "--no-videos", "--methods", "tdmpc", "--budget", "64-steps", "--preset", "smoke", "--eval-every", "32", "--out", tmp_path, "--quiet")
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "cartpole" / "tdmpc2" / "smoke" / "seed0"
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
