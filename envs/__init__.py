@@ -31,9 +31,10 @@ def make(
     """Build `num_envs` worlds of task `name` on `device` (see DESIGN.md, "The environment contract").
 
     `render="raytrace"` adds `obs["pixels"]` (uint8 `[N, 3*frame_stack, H, W]`, oldest frame
-    first, no gradient); `render="differentiable"` gives the same pixels as float tensors that
-    carry gradients to the simulator state (envs/diff_render.py; SHAC's side of the comparison;
-    `pixel_grad=False` renders them without a graph, D.Va's like-for-like setting);
+    first, no gradient); `render="differentiable"` gives float pixels in [0, 255] of the paper's
+    PyTorch3D scene (meshes, Phong, point light, floor and sky; envs/diff_render.py) that carry
+    gradients to the simulator state (SHAC's side of the comparison; `pixel_grad=False` renders
+    them without a graph, D.Va's like-for-like setting);
     `render=None` gives state observations only (the cheapest mode).
     `supersample=k` traces at k x `image_size` and averages k x k blocks (anti-aliasing for
     small images; the cost is that of tracing the larger image).

@@ -105,11 +105,10 @@ class DiffVisualEnv:
         self._episode_return = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
 
     def _make_renderer(self, task: Task, render: str, image_size: int, supersample: int, crop_static_rows: bool):
-        if not task.tracking_camera:
-            renderer_cls = DifferentiableRenderer if render == "differentiable" else FixedCameraRenderer
-            return renderer_cls(self.model, task.camera, image_size, self.device, task.visual_bounds, supersample, crop_static_rows=crop_static_rows)
         if render == "differentiable":
-            raise ValueError(f"task {task.name!r} has a tracking camera; the differentiable renderer supports world-fixed cameras only")
+            return DifferentiableRenderer(self.model, task, image_size, self.device, supersample, crop_static_rows)
+        if not task.tracking_camera:
+            return FixedCameraRenderer(self.model, task.camera, image_size, self.device, task.visual_bounds, supersample, crop_static_rows=crop_static_rows)
         if crop_static_rows:
             raise ValueError(f"task {task.name!r} has a tracking camera: no image rows are static, so crop_static_rows does not apply")
         return TrackingCameraRenderer(self.model, task.camera, task.camera_mount, image_size, self.device, supersample, task.floor_half_width)

@@ -1,32 +1,33 @@
-"""A differentiable renderer for SHAC's side of the D.Va comparison: pixels as a torch function of q.
+"""The differentiable renderer (SHAC's side of the D.Va comparison): PyTorch3D's mesh rendering, in torch.
 
-Same camera, scene, colours and pixel values as `FixedCameraRenderer` (it is a subclass: backdrop,
-visible window, crop and supersampling are shared), but the moving bodies are ray-cast in torch
-and shaded with Newton's own model, so pixels carry gradients to the body poses and, through
-forward kinematics, to the generalised coordinates `q` and the simulator state behind them.
+The paper's visual SHAC renders each frame with PyTorch3D (HaoxiangYou/D.VA,
+`viewer/torch3d_robo`): `MeshRasterizer` with `RasterizationSettings(image_size=(84, 84))` at its
+defaults (blur radius 0, one face per pixel, perspective-correct barycentrics, faces clipped at
+znear / 2), `SoftPhongShader` with one `PointLights`, `FoVPerspectiveCameras(znear=0.01, zfar=100)`,
+meshes posed by forward kinematics, then `clamp(image, 0, 1) * 255` as float pixels. PyTorch3D has
+no installable build here, so this module computes the same function in torch:
 
-Why this design (measured choices, README "Differentiable renderer"):
-  * Newton's `SensorCamera` cannot be differentiated under `wp.Tape`: its render kernel is declared
-    `enable_backward=False` (newton 1.8, sensor_camera_render/render.py) and walks a BVH. pytorch3d
-    and nvdiffrast have no CPU wheels. A warp kernel would need its own adjoint plumbing; torch
-    ray-casts the analytic boxes exactly, on any device, with autograd for free.
-  * Hard rasterisation with gradients through shading, as the paper's pytorch3d setup: which
-    face a ray hits is decided without gradient (silhouettes have zero gradient, as in any hard
-    rasteriser); the colour of the hit face is differentiable. Newton shades a flat box face with
-    a hemispheric ambient term plus one directional light, in linear RGB, then converts to sRGB,
-    so a face has one colour and it depends on the face normal, i.e. on the body orientation.
-    Translating a body moves its silhouette but does not change any pixel's colour gradient.
-  * Pixel values are quantised like the ray tracer's (floor to 8 bits per traced sample, then
-    the supersample average rounded) with a straight-through gradient, so the two renderers give
-    the same observations and differ only at the few silhouette pixels where float rounding of
-    the intersection differs (bounded in tests/test_diff_render.py).
+  * Visibility without gradient: a z-buffer over the task's triangle meshes (each face tests the
+    pixel centres inside its screen bounding box with edge functions; perspective-correct depth;
+    one `scatter_reduce(amin)` of (depth, face) keys), and the paper's floor and sky planes hit
+    analytically per pixel ray. Uncovered pixels are the blend's white background.
+  * With gradient, for each pixel's winning face: the barycentric coordinates of the pixel ray's
+    intersection with the posed triangle (Möller-Trumbore). That is what PyTorch3D's
+    perspective-corrected screen barycentrics are, as a function of the same vertices and camera,
+    so the gradient is the same. Position and per-vertex normal are interpolated with them.
+  * Phong shading as `SoftPhongShader`: (ambient + diffuse) x texel + specular, point light,
+    shininess 64. With blur radius 0 and one face per pixel, PyTorch3D's softmax blend returns the
+    face colour up to terms of 1e-10 (its background weight is clamped to eps), so a pixel is the
+    shaded colour of one face, as here; silhouettes carry no gradient, as in PyTorch3D.
 
-Scope: box shapes on bodies (every CartPole body); any other scene is refused with a ValueError naming it.
+Gradients reach the body poses through vertices, normals and interpolation, the poses come from
+Newton's `eval_fk` (replayed on a `wp.Tape` in the backward pass), and the tracking cameras and
+lights follow the robot's root with gradient, as the paper's (its camera and light positions are
+functions of the un-detached qpos). What is drawn is in envs/mesh_scene.py.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -34,25 +35,11 @@ import torch
 import warp as wp
 
 import newton
-from envs.camera import FixedCameraRenderer
+from envs.camera import look_at_transform, visible_window
+from envs.mesh_scene import AMBIENT, BACKGROUND, DIFFUSE, SHININESS, ZNEAR, Rect, ShapeMeshes, sample_texture, scene_for, texture
+from envs.timing import PhaseTimes
 
-# Newton's SensorCamera defaults (sensor_camera_render/render_context.py: create_default_light,
-# DEFAULT_AMBIENT_*): one white directional light along (-1, 1, -1), no shadows.
-LIGHT_DIRECTION = (-0.57735026, 0.57735026, -0.57735026)
-LIGHT_COLOR = (1.0, 1.0, 1.0)
-AMBIENT_SKY = (0.2, 0.2, 0.225)
-AMBIENT_GROUND = (0.05, 0.05, 0.06)
-
-
-def srgb_to_linear(c: torch.Tensor) -> torch.Tensor:
-    c = c.clamp(min=0.0)
-    return torch.where(c <= 0.04045, c / 12.92, ((c.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
-    c = c.clamp(min=0.0)
-    # The pow branch is evaluated on clamped input so its gradient is finite where it is not used.
-    return torch.where(c <= 0.0031308, c * 12.92, 1.055 * c.clamp(min=0.0031308) ** (1.0 / 2.4) - 0.055)
+INT64_MAX = torch.iinfo(torch.int64).max
 
 
 def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
@@ -66,11 +53,6 @@ def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
         ],
         dim=-1,
     ).reshape(*q.shape[:-1], 3, 3)  # fmt: skip
-
-
-def _straight_through(value: torch.Tensor, quantised: torch.Tensor) -> torch.Tensor:
-    """`quantised` in the forward pass, the gradient of `value` in the backward pass."""
-    return value + (quantised - value).detach()
 
 
 class ForwardKinematics:
@@ -119,7 +101,7 @@ class _FKFunction(torch.autograd.Function):
     def forward(ctx, fk: ForwardKinematics, q: torch.Tensor):
         ctx.fk = fk
         ctx.save_for_backward(q.detach())
-        return fk.forward(q)
+        return fk.forward(q).to(q.dtype)
 
     @staticmethod
     def backward(ctx, grad_body_q: torch.Tensor):
@@ -148,136 +130,290 @@ class _TimedSubgraph(torch.autograd.Function):
         return None, None, grad_x
 
 
-class DifferentiableRenderer(FixedCameraRenderer):
-    """`render(q)` returns float pixels [V, 3, H, W] in [0, 255] that carry gradients to `q`.
+def phong(points, normals, texels, light, camera, specular: float) -> torch.Tensor:
+    """PyTorch3D's `phong_shading` for one point light and the default material: [M, 3] in [0, 1] units."""
+    normals = torch.nn.functional.normalize(normals, dim=-1, eps=1e-6)
+    to_light = torch.nn.functional.normalize(light - points, dim=-1, eps=1e-6)
+    cos = (normals * to_light).sum(-1)
+    diffuse = DIFFUSE * torch.relu(cos)
+    view = torch.nn.functional.normalize(camera - points, dim=-1, eps=1e-6)
+    reflect = -to_light + 2 * cos.unsqueeze(-1) * normals
+    alpha = torch.relu((view * reflect).sum(-1)) * (cos > 0).to(points.dtype)
+    return (AMBIENT + diffuse).unsqueeze(-1) * texels + (specular * alpha**SHININESS).unsqueeze(-1)
 
-    `render_raytraced(q)` is the parent's uint8 Newton image of the same states (for checks).
+
+def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.cross(a, b, dim=-1)
+
+
+class DifferentiableRenderer:
+    """`render(q)`: float pixels [V, 3, H, W] in [0, 255] of the task's meshes in the paper's scene,
+    differentiable w.r.t. `q` [N, q_dim] when it requires grad. Batched over worlds; any device.
+
+    `supersample=k` renders k x k pixels per output pixel and averages them; `crop_static_rows`
+    (fixed camera only) leaves out the rows the bodies can never reach, as the ray tracer's option.
     """
 
-    def __init__(self, model: newton.Model, camera, image_size: int, device: torch.device, dynamic_bounds=None, supersample: int = 1, crop_static_rows: bool = False):
-        super().__init__(model, camera, image_size, device, dynamic_bounds, supersample, crop_static_rows=crop_static_rows)
+    def __init__(self, model: newton.Model, task, image_size: int, device: torch.device, supersample: int = 1, crop_static_rows: bool = False):
+        self.model = model
+        self.device = device
+        self.supersample = supersample
+        self.timings = PhaseTimes()  # the env replaces this with its own accumulator
         self.fk = ForwardKinematics(model)
-        tdev = wp.device_to_torch(model.device)
-        shape_world = model.shape_world.numpy()
-        types = model.shape_type.numpy()[shape_world == 0]
-        if not np.all(types == int(newton.GeoType.BOX)):
-            names = sorted({newton.GeoType(int(t)).name for t in types if t != int(newton.GeoType.BOX)})
-            raise ValueError(f"the differentiable renderer draws box shapes only; this task has {', '.join(names)}")
-        bodies = model.shape_body.numpy()[shape_world == 0]
-        if np.any(bodies < 0):
-            raise ValueError("the differentiable renderer draws shapes on bodies only; this task has static shapes in its worlds")
-        # Shapes of world 0 describe every world (worlds are copies); body indices become per-world.
-        first_body = int(np.nonzero(model.body_world.numpy() == 0)[0].min())
-        self._shape_body = torch.as_tensor(bodies - first_body, device=tdev)
-        xform = torch.as_tensor(model.shape_transform.numpy()[shape_world == 0], device=tdev)
-        self._shape_pos, self._shape_rot = xform[:, :3], quat_to_matrix(xform[:, 3:])
-        self._half_extents = torch.as_tensor(model.shape_scale.numpy()[shape_world == 0], device=tdev)
-        self._albedo = srgb_to_linear(torch.as_tensor(model.shape_color.numpy()[shape_world == 0], device=tdev))
-        # Rays of the traced window, in world coordinates (the camera is fixed).
-        cam_rot = torch.as_tensor(np.array(wp.quat_to_matrix(self.camera_pose.q)).reshape(3, 3), device=tdev, dtype=torch.float32)
-        rays = torch.as_tensor(self._rays.numpy(), device=tdev)  # [h, w, samples, 2, 3]: (origin, direction), camera frame
-        if rays.shape[2] != 1:
-            raise ValueError("the differentiable renderer traces one ray per pixel")
-        origin_cam, dir_cam = rays[:, :, 0, 0].reshape(-1, 3), rays[:, :, 0, 1].reshape(-1, 3)
-        self._ray_origin = origin_cam @ cam_rot.T + torch.as_tensor(np.array(self.camera_pose.p), device=tdev, dtype=torch.float32)
-        self._ray_dir = torch.nn.functional.normalize(dir_cam @ cam_rot.T, dim=-1)
-        rgb = self._backdrop_rgba.view(torch.uint8).reshape(*self._backdrop_rgba.shape, 4)[..., :3]
-        self._backdrop_float = rgb.permute(2, 0, 1).float()  # [3, H, W]
-        self._backdrop_window = self._backdrop_float[:, self._rows, self._cols].reshape(3, -1).T  # [P, 3]
-        self._window_backdrop_flat = self._window_backdrop_depth.reshape(-1)
-        light = -torch.tensor(LIGHT_DIRECTION, device=tdev)
-        self._light_dir = light / light.norm()
-        self._light_color = torch.tensor(LIGHT_COLOR, device=tdev)
-        self._sky, self._ground = torch.tensor(AMBIENT_SKY, device=tdev), torch.tensor(AMBIENT_GROUND, device=tdev)
-        self._up = torch.tensor([0.0, 0.0, 1.0], device=tdev)
+        self.scene = scene_for(task.name)
+        self.tracking = bool(task.tracking_camera)
+        self.mount = task.camera_mount if self.tracking else None
+        self._tdev = wp.device_to_torch(model.device)
+        meshes = ShapeMeshes.from_model(model)
+        self.meshes = meshes
+
+        size = image_size * supersample
+        self.image_size = size
+        eye, target = np.asarray(task.camera.eye, np.float64), np.asarray(task.camera.target, np.float64)
+        forward = (target - eye) / np.linalg.norm(target - eye)
+        right = np.cross(forward, [0.0, 0.0, 1.0])
+        right /= np.linalg.norm(right)
+        up = np.cross(right, forward)
+        tan_half = math.tan(math.radians(task.camera.fov_deg) / 2)
+        top, bottom = 0, size
+        if crop_static_rows:
+            if self.tracking:
+                raise ValueError(f"task {task.name!r} has a tracking camera: no image rows are static, so crop_static_rows does not apply")
+            rows, _ = visible_window(self._camera_rays(size, tan_half), look_at_transform(task.camera.eye, task.camera.target), *task.visual_bounds)
+            if rows.stop > rows.start:
+                top, bottom = int(rows.start // supersample) * supersample, int(-(-rows.stop // supersample)) * supersample
+        self.rows = (top, bottom)
+        self.output_shape = ((bottom - top) // supersample, image_size)
+        r, c = torch.meshgrid(torch.arange(top, bottom, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
+        a = ((c.reshape(-1) + 0.5) / size - 0.5) * 2 * tan_half
+        b = -((r.reshape(-1) + 0.5) / size - 0.5) * 2 * tan_half
+        basis = torch.tensor(np.stack([right, up, forward]), dtype=torch.float64)
+        consts = {
+            "rays": torch.tensor(forward) + a[:, None] * basis[0] + b[:, None] * basis[1],  # [P, 3], forward component 1: t = view depth
+            "basis": basis,
+            "eye": torch.tensor(eye),
+            "light": torch.tensor(self.scene.light, dtype=torch.float64),
+            "verts": torch.as_tensor(meshes.verts),
+            "normals": torch.as_tensor(meshes.normals),
+            "face_color": torch.as_tensor(meshes.face_color, dtype=torch.float64),
+        }
+        self._consts64 = {k: v.to(self._tdev) for k, v in consts.items()}
+        self._by_dtype: dict[torch.dtype, dict[str, torch.Tensor]] = {}
+        self._faces = torch.as_tensor(meshes.faces, device=self._tdev)
+        self._face_body = torch.as_tensor(meshes.face_body, device=self._tdev)
+        self._vert_body = torch.as_tensor(meshes.vert_body, device=self._tdev)
+        self._tan_half = tan_half
+        self._planes = [p for p in (self.scene.floor, self.scene.sky) if p is not None]
+        self._static: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @staticmethod
+    def _camera_rays(size: int, tan_half: float) -> np.ndarray:
+        """Newton's pinhole rays [H, W, 1, 2, 3] (camera frame: -z forward, +y up), for `visible_window`."""
+        uv = (np.arange(size) + 0.5) / size - 0.5
+        d = np.stack(np.broadcast_arrays(uv[None, :] * 2 * tan_half, -uv[:, None] * 2 * tan_half, -1.0), axis=-1)
+        rays = np.zeros((size, size, 1, 2, 3))
+        rays[:, :, 0, 1] = d / np.linalg.norm(d, axis=-1, keepdims=True)
+        return rays
+
+    def _consts(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        if dtype not in self._by_dtype:
+            self._by_dtype[dtype] = {k: v.to(dtype) for k, v in self._consts64.items()}
+            self._by_dtype[dtype]["textures"] = [torch.as_tensor(texture(p), device=self._tdev, dtype=dtype) for p in self._planes]
+        return self._by_dtype[dtype]
 
     # -- public ---------------------------------------------------------------------------------
-    def render(self, joint_q: torch.Tensor, worlds: torch.Tensor | None = None, quantize: bool = True) -> torch.Tensor:
-        """Float pixels [V, 3, H, W]; differentiable w.r.t. `joint_q` when it requires grad."""
-        render = functools.partial(self._render_float, quantize=quantize, worlds=worlds)
+    def render(self, joint_q: torch.Tensor, worlds: torch.Tensor | None = None) -> torch.Tensor:
+        """Float pixels [V, 3, H, W] in [0, 255]; differentiable w.r.t. `joint_q` when it requires grad."""
         with self.timings.phase("render"):
             if torch.is_grad_enabled() and joint_q.requires_grad:
-                image = _TimedSubgraph.apply(render, self.timings, joint_q)
+                image = _TimedSubgraph.apply(lambda q: self._render(q, worlds), self.timings, joint_q)
             else:
-                image = render(joint_q)
+                image = self._render(joint_q, worlds)
         return image.to(self.device)
 
-    def render_raytraced(self, joint_q: torch.Tensor, worlds: torch.Tensor | None = None) -> torch.Tensor:
-        """The standard renderer's uint8 image of the same states."""
-        return FixedCameraRenderer.render(self, joint_q, worlds)
+    @torch.no_grad()
+    def silhouettes(self, joint_q: torch.Tensor) -> torch.Tensor:
+        """Each body's own silhouette [N, B, H, W] (bool, rendered resolution), as if the other bodies
+        and the planes were absent: what the geometry, kinematics and camera put where."""
+        rot, pos, eye, _ = self._poses(joint_q, None)
+        face, _ = self._rasterize(rot, pos, eye, per_body=True)
+        return (face >= 0).reshape(rot.shape[0], rot.shape[1], self.rows[1] - self.rows[0], self.image_size)
 
     @torch.no_grad()
-    def visible_faces(self, joint_q: torch.Tensor) -> torch.Tensor:
-        """Which box face each traced pixel shows [N, h, w] (shape * 6 + face; -1: backdrop).
-
-        Pixels whose face is the same at nearby states are away from silhouette edges: there the
-        image is a smooth function of the state (used by the finite-difference check).
-        """
-        body_q = self.fk.forward(joint_q)
-        rot, pos = self._shape_poses(body_q)
-        face, covered = self._rasterise(pos, rot)
-        return torch.where(covered, face, torch.full_like(face, -1)).reshape(-1, *self._window_shape)
+    def pixel_sources(self, joint_q: torch.Tensor) -> torch.Tensor:
+        """What each pixel shows [N, H, W] (rendered resolution): a mesh face (its index, >= 0), plane
+        i (-2 - i: 0 floor, 1 sky) or the background (-1). Where it is the same at nearby states,
+        the pixel is a smooth function of the state (the finite-difference checks use this)."""
+        rot, pos, eye, _ = self._poses(joint_q, None)
+        face, face_depth = self._rasterize(rot, pos, eye)
+        plane, plane_depth = self._hit_planes(eye, self._consts(rot.dtype)["rays"])
+        source = torch.where(face_depth < plane_depth, face, torch.where(plane >= 0, -2 - plane, -1))
+        return source.reshape(-1, self.rows[1] - self.rows[0], self.image_size)
 
     # -- internals ------------------------------------------------------------------------------
-    def _shape_poses(self, body_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """World rotation [N, S, 3, 3] and position [N, S, 3] of every shape."""
-        body_pos, body_rot = body_q[..., :3], quat_to_matrix(body_q[..., 3:])
-        rot = body_rot[:, self._shape_body] @ self._shape_rot
-        pos = body_pos[:, self._shape_body] + (body_rot[:, self._shape_body] @ self._shape_pos.unsqueeze(-1)).squeeze(-1)
-        return rot, pos
+    def _poses(self, joint_q: torch.Tensor, worlds: torch.Tensor | None):
+        """Body rotations [N, B, 3, 3] and positions [N, B, 3], camera eyes and lights [N, 3]."""
+        joint_q = joint_q.to(self._tdev)
+        body_q = self.fk(joint_q)  # every world's kinematics at once
+        if worlds is not None:
+            worlds = worlds.to(self._tdev)
+            body_q, joint_q = body_q[worlds], joint_q[worlds]
+        c = self._consts(joint_q.dtype)
+        n = body_q.shape[0]
+        if self.tracking:
+            mount = self.mount(joint_q).to(joint_q.dtype)
+            eye, light = mount + c["eye"], mount + c["light"]
+        else:
+            eye, light = c["eye"].expand(n, 3), c["light"].expand(n, 3)
+        return quat_to_matrix(body_q[..., 3:]), body_q[..., :3], eye, light
 
-    def _render_float(self, joint_q: torch.Tensor, quantize: bool, worlds: torch.Tensor | None = None) -> torch.Tensor:
-        body_q = self.fk(joint_q)  # differentiable w.r.t. joint_q; kinematics of every world at once
-        if worlds is not None:  # only these views are rasterised and shaded
-            body_q = body_q[worlds.to(body_q.device)]
-        rot, pos = self._shape_poses(body_q)
+    def _render(self, joint_q: torch.Tensor, worlds: torch.Tensor | None) -> torch.Tensor:
+        rot, pos, eye, light = self._poses(joint_q, worlds)
+        dtype, n = rot.dtype, rot.shape[0]
+        c = self._consts(dtype)
+        num_pixels = c["rays"].shape[0]
         with torch.no_grad():
-            face_index, covered = self._rasterise(pos.detach(), rot.detach())
-        face_rgb = self._shade_faces(rot)  # [V, S * 6, 3], differentiable
-        n, h, w = body_q.shape[0], *self._window_shape
-        window = torch.gather(face_rgb, 1, face_index.unsqueeze(-1).expand(-1, -1, 3))  # [N, P, 3]
-        backdrop_window = self._backdrop_window
-        window = torch.where(covered.unsqueeze(-1), window, backdrop_window)
-        if quantize:
-            window = _straight_through(window, window.floor())  # the tracer's 8-bit cast truncates
-        delta = (window - backdrop_window).permute(0, 2, 1).reshape(n, 3, h, w)
-        height, width = self._backdrop_float.shape[1:]
-        delta = torch.nn.functional.pad(delta, (self._cols.start, width - self._cols.stop, self._rows.start, height - self._rows.stop))
-        image = self._backdrop_float.unsqueeze(0) + delta
+            face, face_depth = self._rasterize(rot.detach(), pos.detach(), eye.detach())
+        if self.tracking:
+            with torch.no_grad():
+                plane, plane_depth = self._hit_planes(eye.detach(), c["rays"])
+            image = torch.tensor(BACKGROUND, dtype=dtype, device=self._tdev).repeat(n * num_pixels, 1)
+            for i in range(len(self._planes)):
+                on_plane = ((plane == i) & ~(face_depth < plane_depth)).reshape(-1).nonzero().flatten()
+                image = image.index_put((on_plane,), self._shade_plane(i, on_plane, eye, light, c))
+        else:
+            static_rgb, plane_depth = self._static_background(dtype)
+            image = static_rgb.repeat(n, 1)
+            plane_depth = plane_depth.expand(n, -1)
+        on_mesh = (face_depth < plane_depth).reshape(-1).nonzero().flatten()
+        image = image.index_put((on_mesh,), self._shade_faces(on_mesh, face.reshape(-1)[on_mesh], rot, pos, eye, light, c))
+        height = self.rows[1] - self.rows[0]
+        image = image.clamp(0.0, 1.0).mul(255.0).reshape(n, height, self.image_size, 3).permute(0, 3, 1, 2)
         if self.supersample > 1:
             image = torch.nn.functional.avg_pool2d(image, self.supersample)
-            if quantize:
-                image = _straight_through(image, image.round())
         return image
 
-    def _rasterise(self, pos: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Nearest box face hit by each window ray: index into the [S * 6] faces, and hit-before-backdrop."""
-        # Rays into each box's frame (slab test): origin and direction [N, S, P, 3].
-        origin = torch.einsum("nspj,nsji->nspi", self._ray_origin[None, None] - pos.unsqueeze(2), rot)
-        direction = torch.einsum("pj,nsji->nspi", self._ray_dir, rot)
-        safe = torch.where(direction.abs() < 1e-12, torch.full_like(direction, 1e-12), direction)
-        half = self._half_extents[None, :, None, :]
-        t1, t2 = (-half - origin) / safe, (half - origin) / safe
-        t_near, axis = torch.minimum(t1, t2).max(dim=-1)
-        t_far = torch.maximum(t1, t2).min(dim=-1).values
-        hit = (t_far >= t_near) & (t_near > 0)
-        distance = torch.where(hit, t_near, torch.full_like(t_near, math.inf))  # [N, S, P]
-        nearest, shape = distance.min(dim=1)  # [N, P]
-        # The face's outward normal points against the ray along the hit axis.
-        axis = axis.gather(1, shape.unsqueeze(1)).squeeze(1)
-        along = direction.gather(1, shape[:, None, :, None].expand(-1, 1, -1, 3)).squeeze(1).gather(-1, axis.unsqueeze(-1)).squeeze(-1)
-        positive_face = (along < 0).long()
-        covered = torch.isfinite(nearest) & (nearest < self._window_backdrop_flat)
-        return shape * 6 + axis * 2 + positive_face, covered
+    @torch.no_grad()
+    def _static_background(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed camera: the planes' colours [P, 3] and depths [1, P] (infinite where none), computed once."""
+        if dtype not in self._static:
+            c = self._consts(dtype)
+            eye, light = c["eye"][None], c["light"][None]
+            plane, depth = self._hit_planes(eye, c["rays"])
+            rgb = torch.tensor(BACKGROUND, dtype=dtype, device=self._tdev).repeat(c["rays"].shape[0], 1)
+            for i in range(len(self._planes)):
+                on_plane = (plane == i).reshape(-1).nonzero().flatten()
+                rgb[on_plane] = self._shade_plane(i, on_plane, eye, light, c)
+            self._static[dtype] = rgb, depth
+        return self._static[dtype]
 
-    def _shade_faces(self, rot: torch.Tensor) -> torch.Tensor:
-        """sRGB colour x 255 of every face [N, S * 6, 3]: Newton's hemispheric ambient + directional light."""
-        axes = rot.transpose(-1, -2)  # rows: world directions of the shape's local x, y, z axes
-        normals = torch.stack([-axes, axes], dim=-2).reshape(*rot.shape[:2], 6, 3)  # face 2k: -axis k, 2k+1: +axis k
-        hemispheric = 0.5 * (normals @ self._up + 1.0)
-        ambient = self._sky * hemispheric.unsqueeze(-1) + self._ground * (1.0 - hemispheric.unsqueeze(-1))
-        diffuse = (normals @ self._light_dir).clamp(min=0.0).unsqueeze(-1) * self._light_color
-        albedo = self._albedo[None, :, None, :]
-        linear = albedo * ambient + albedo * diffuse
-        srgb = linear_to_srgb(linear).clamp(max=1.0) * 255.0
-        return srgb.reshape(rot.shape[0], -1, 3)
+    def _hit_planes(self, eye: torch.Tensor, rays: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest plane index [N, P] (-1: none) and its view depth (inf: none) for every pixel ray."""
+        best = torch.full((eye.shape[0], rays.shape[0]), math.inf, dtype=eye.dtype, device=eye.device)
+        which = torch.full(best.shape, -1, dtype=torch.long, device=eye.device)
+        for i, rect in enumerate(self._planes):
+            t = self._plane_depth(rect, eye[:, None, :], rays[None])
+            point = eye[:, None, :] + t.unsqueeze(-1) * rays[None]
+            inside = t > ZNEAR / 2
+            for axis, extent in zip(rect.axes, rect.size):
+                inside &= (point[..., axis] - rect.centre[axis]).abs() <= extent / 2
+            closer = inside & (t < best)
+            best, which = torch.where(closer, t, best), torch.where(closer, i, which)
+        return which, best
+
+    @staticmethod
+    def _plane_depth(rect: Rect, eye: torch.Tensor, rays: torch.Tensor) -> torch.Tensor:
+        k = rect.normal_axis
+        along = rays[..., k]
+        along = torch.where(along.abs() < 1e-12, torch.full_like(along, 1e-12), along)
+        return (rect.centre[k] - eye[..., k]) / along
+
+    def _shade_plane(self, i: int, pixels: torch.Tensor, eye, light, c) -> torch.Tensor:
+        """Colours [M, 3] of plane `i` at flat pixel indices (world * P + pixel); differentiable in eye and light."""
+        rect, num_pixels = self._planes[i], c["rays"].shape[0]
+        world, pixel = pixels // num_pixels, pixels % num_pixels
+        o, d = eye[world], c["rays"][pixel]
+        point = o + self._plane_depth(rect, o, d).unsqueeze(-1) * d
+        (ax_v, ax_u), (size_v, size_u) = rect.axes, rect.size
+        v = (point[:, ax_v] - (rect.centre[ax_v] - size_v / 2)) / size_v
+        u = (point[:, ax_u] - (rect.centre[ax_u] - size_u / 2)) / size_u
+        texels = sample_texture(c["textures"][i], v, u)
+        normal = torch.tensor(rect.normal, dtype=point.dtype, device=point.device).expand_as(point)
+        return phong(point, normal, texels, light[world], o, self.scene.specular)
+
+    def _shade_faces(self, pixels: torch.Tensor, faces: torch.Tensor, rot, pos, eye, light, c) -> torch.Tensor:
+        """Colours [M, 3] of the faces seen at flat pixel indices; differentiable in the poses, eye and light."""
+        num_pixels = c["rays"].shape[0]
+        world, pixel = pixels // num_pixels, pixels % num_pixels
+        corners, body = self._faces[faces], self._face_body[faces]
+        r, p = rot[world, body], pos[world, body]  # [M, 3, 3], [M, 3]
+        verts = torch.einsum("mij,mkj->mki", r, c["verts"][corners]) + p.unsqueeze(1)
+        normals = torch.einsum("mij,mkj->mki", r, c["normals"][corners])
+        # Barycentrics of the pixel ray's hit on the triangle's plane (Moller-Trumbore): PyTorch3D's
+        # perspective-correct barycentrics as a function of the same vertices and camera.
+        o, d = eye[world], c["rays"][pixel]
+        e1, e2 = verts[:, 1] - verts[:, 0], verts[:, 2] - verts[:, 0]
+        pvec = _cross(d, e2)
+        det = (e1 * pvec).sum(-1)
+        det = torch.where(det.abs() < 1e-20, torch.full_like(det, 1e-20), det)
+        tvec = o - verts[:, 0]
+        b1 = (tvec * pvec).sum(-1) / det
+        b2 = (d * _cross(tvec, e1)).sum(-1) / det
+        bary = torch.stack([1 - b1 - b2, b1, b2], dim=-1).unsqueeze(-1)
+        points, normals = (bary * verts).sum(1), (bary * normals).sum(1)
+        return phong(points, normals, c["face_color"][faces], light[world], o, self.scene.specular)
+
+    def _rasterize(self, rot: torch.Tensor, pos: torch.Tensor, eye: torch.Tensor, per_body: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest face [N, P] (index into the world's faces, -1: none) and its view depth (inf: none);
+        with `per_body`, each body's nearest face on its own [N * B, P].
+
+        Every face tests the pixel centres inside its screen bounding box (edge functions, both
+        windings: no back-face culling, PyTorch3D's default); faces with a corner closer than
+        znear / 2 are left out (PyTorch3D clips them; the robots never come that close).
+        """
+        c = self._consts(rot.dtype)
+        n, num_faces = rot.shape[0], self._faces.shape[0]
+        top, bottom = self.rows
+        height, width = bottom - top, self.image_size
+        verts = torch.einsum("nvij,vj->nvi", rot[:, self._vert_body], c["verts"]) + pos[:, self._vert_body]
+        cam = torch.einsum("nvj,ij->nvi", verts - eye[:, None, :], c["basis"])  # (right, up, forward) coordinates
+        depth = cam[..., 2]
+        safe = torch.where(depth > ZNEAR / 2, depth, torch.ones_like(depth))
+        scale = width / (2 * self._tan_half)
+        col = cam[..., 0] / safe * scale + width / 2 - 0.5
+        row = -cam[..., 1] / safe * scale + self.image_size / 2 - 0.5 - top
+        fc, fr, fz = col[:, self._faces], row[:, self._faces], depth[:, self._faces]  # [N, F, 3]
+        c0, c1 = fc.amin(-1).ceil().clamp(min=0), fc.amax(-1).floor().clamp(max=width - 1)
+        r0, r1 = fr.amin(-1).ceil().clamp(min=0), fr.amax(-1).floor().clamp(max=height - 1)
+        ncols, nrows = (c1 - c0 + 1).clamp(min=0).long(), (r1 - r0 + 1).clamp(min=0).long()
+        # Faces turned away from the camera are skipped: every shape is a closed, outward-wound mesh,
+        # so a pixel that sees one sees a front face of the same mesh nearer (the z-buffer's choice).
+        facing = (fc[..., 1] - fc[..., 0]) * (fr[..., 2] - fr[..., 0]) - (fr[..., 1] - fr[..., 0]) * (fc[..., 2] - fc[..., 0]) < 0
+        count = (ncols * nrows * ((fz > ZNEAR / 2).all(-1) & facing)).reshape(-1)
+        pair = torch.repeat_interleave(torch.arange(n * num_faces, device=count.device), count)
+        k = torch.arange(pair.shape[0], device=count.device) - (torch.cumsum(count, 0) - count)[pair]
+        span = ncols.reshape(-1)[pair]
+        px = c0.reshape(-1)[pair] + (k % span)
+        py = r0.reshape(-1)[pair] + torch.div(k, span, rounding_mode="floor")
+        x, y, z = fc.reshape(-1, 3)[pair], fr.reshape(-1, 3)[pair], fz.reshape(-1, 3)[pair]
+        w = torch.stack([_edge(x, y, 1, 2, px, py), _edge(x, y, 2, 0, px, py), _edge(x, y, 0, 1, px, py)], dim=-1)
+        area = w.sum(-1, keepdim=True)
+        inside = ((w * area) >= 0).all(-1) & (area.squeeze(-1) != 0)
+        pixel_depth = 1.0 / ((w / area) / z).sum(-1)
+        key = (pixel_depth.float().view(torch.int32).long() << 32) | (pair % num_faces)
+        group = torch.div(pair, num_faces, rounding_mode="floor")
+        if per_body:
+            group = group * rot.shape[1] + self._face_body[pair % num_faces]
+        groups = n * rot.shape[1] if per_body else n
+        target = group * (height * width) + py.long() * width + px.long()
+        zbuf = torch.full((groups * height * width,), INT64_MAX, dtype=torch.long, device=count.device)
+        zbuf.scatter_reduce_(0, target[inside], key[inside], reduce="amin")
+        covered = zbuf != INT64_MAX
+        face = torch.where(covered, zbuf & 0xFFFFFFFF, -1).reshape(groups, -1)
+        depth_out = torch.where(covered, (zbuf >> 32).to(torch.int32).view(torch.float32).to(rot.dtype), math.inf)
+        return face, depth_out.reshape(groups, -1)
+
+
+def _edge(x: torch.Tensor, y: torch.Tensor, a: int, b: int, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """Edge function of the directed edge a -> b at (px, py): twice the signed area of (a, b, p)."""
+    return (x[:, b] - x[:, a]) * (py - y[:, a]) - (y[:, b] - y[:, a]) * (px - x[:, a])

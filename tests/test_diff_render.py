@@ -1,88 +1,205 @@
-"""The differentiable renderer (visual SHAC's side of the comparison) and SHAC's gradient path."""
+"""The differentiable renderer (PyTorch3D's mesh rendering in torch; visual SHAC's side of the
+comparison) and SHAC's gradient path through it."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import warp as wp
 
 import envs
+import newton
+from envs.camera import look_at_transform
 from envs.diff_render import DifferentiableRenderer
-from envs.tasks import get_task
+from envs.mesh_scene import SCENES, box_mesh, capsule_mesh, cylinder_mesh, sphere_mesh, texture, vertex_normals
 from methods import get_method_class
 from methods.dva import DVAConfig
+from newton.sensors import SensorCamera
 
-TASK = get_task("cartpole")
-# Agreement bound with Newton's ray tracer on the same states, over the pixels that show a body
-# (the backdrop is shared, so whole-image averages would hide errors): both renderers quantise
-# alike, so pixels may differ only where float rounding puts a silhouette ray on the other side of
-# an edge. Mean absolute difference in 8-bit levels, and fraction of body pixels that differ at all.
-MAX_MEAN_ABS_DIFF = 0.5
-MAX_DIFFERING_FRACTION = 0.02
+CPU = torch.device("cpu")
 
 
-def _body_pixel_agreement(ours: torch.Tensor, reference: torch.Tensor, backdrop: torch.Tensor) -> tuple[float, float, int]:
-    """Over pixels where either renderer shows a body (a ghost or oversized silhouette counts too)."""
-    body = ((reference.float() != backdrop) | (ours != backdrop)).any(dim=1, keepdim=True).expand_as(reference)
-    diff = (ours - reference.float()).abs()[body]
-    return float(diff.mean()), float((diff > 0).float().mean()), int(body.sum())
-
-
-def _backdrop_image(renderer: DifferentiableRenderer) -> torch.Tensor:
-    backdrop = renderer._backdrop_float.unsqueeze(0)
-    if renderer.supersample > 1:
-        backdrop = torch.nn.functional.avg_pool2d(backdrop, renderer.supersample).round()
-    return backdrop
-
-
-@pytest.fixture(scope="module")
-def model():
-    return envs.make("cartpole", num_envs=16, render=None).model
-
-
-def _random_states(n: int, seed: int) -> torch.Tensor:
+def _states(task: str, n: int, steps: int = 10, seed: int = 0) -> tuple[envs.DiffVisualEnv, torch.Tensor]:
+    """An env without pixels and `n` states reached by `steps` random actions from its start."""
+    env = envs.make(task, num_envs=n, render=None, seed=seed)
+    env.reset()
     g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(n, generator=g) * 2 - 1) * 3.0
-    theta = (torch.rand(n, generator=g) * 2 - 1) * math.pi
-    return torch.stack([x, theta], dim=1)
+    for _ in range(steps):
+        env.step(torch.rand(n, env.spec.action_dim, generator=g) * 2 - 1)
+    return env, env.sim_state[0].detach()
 
 
-@pytest.mark.parametrize("image_size, supersample, crop", [(32, 1, False), (48, 2, True), (84, 1, False)])
-def test_differentiable_renderer_matches_the_ray_tracer(model, image_size, supersample, crop):
-    renderer = DifferentiableRenderer(model, TASK.camera, image_size, torch.device("cpu"), TASK.visual_bounds, supersample, crop)
-    q = _random_states(16, seed=image_size)
-    ours, reference = renderer.render(q), renderer.render_raytraced(q)
-    assert ours.dtype == torch.float32 and ours.shape == reference.shape
-    mean_abs, differing, body_pixels = _body_pixel_agreement(ours, reference, _backdrop_image(renderer))
-    assert body_pixels > 100  # the bodies are in view
-    assert mean_abs <= MAX_MEAN_ABS_DIFF and differing <= MAX_DIFFERING_FRACTION
+# -- meshes and scene ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "mesh, volume",
+    [
+        (box_mesh(0.25, 0.25, 0.1), 0.5 * 0.5 * 0.2),
+        (capsule_mesh(0.05, 0.2), math.pi * 0.05**2 * 0.4 + 4 / 3 * math.pi * 0.05**3),
+        (cylinder_mesh(0.1, 0.3), math.pi * 0.1**2 * 0.6),
+        (sphere_mesh(0.25), 4 / 3 * math.pi * 0.25**3),
+    ],
+)
+def test_meshes_are_closed_outward_and_close_to_their_shape(mesh, volume):
+    verts, faces = mesh
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    assert np.all(counts == 2)  # closed: every edge between exactly two faces
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    mesh_volume = np.einsum("fi,fi->f", a, np.cross(b, c)).sum() / 6  # positive only if wound outward
+    assert 0.9 * volume < mesh_volume <= volume * 1.0001  # inscribed polygons, within 10%
+    assert np.all(np.einsum("vi,vi->v", vertex_normals(verts, faces), verts) > 0)  # smooth normals point out
 
 
-def test_pixel_gradient_matches_finite_differences_away_from_edges(model):
-    renderer = DifferentiableRenderer(model, TASK.camera, 32, torch.device("cpu"), TASK.visual_bounds)
-    q = _random_states(16, seed=3).double().float()
-    eps = 1e-3
-    q_var = q.clone().requires_grad_(True)
-    image = renderer.render(q_var, quantize=False)
-    weights = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
-    # Interior pixels: the face under the pixel is the same at q - eps and q + eps (both coordinates).
-    faces = [renderer.visible_faces(q + d) for d in (torch.tensor([s * eps, t * eps]) for s in (-1, 1) for t in (-1, 1))]
-    stable = torch.ones_like(faces[0], dtype=torch.bool)
-    for f in faces[1:]:
-        stable &= f == faces[0]
-    mask = torch.zeros_like(image[:, 0], dtype=torch.bool)
-    mask[:, renderer._rows, renderer._cols] = stable & (faces[0] >= 0)
-    weights = weights * mask.unsqueeze(1)
-    (image * weights).sum().backward()
-    for k in range(2):
+def test_textures_follow_the_papers_recipe():
+    checker = texture(SCENES["cartpole"].floor)  # 10 m x 4 m at 2 texels per metre
+    assert checker.shape == (20, 8, 3) and set(np.unique(checker)) == {0.0, 1.0}
+    tiles = checker[::2, ::2, 0]  # 2 x 2 texels (1 m) per tile, alternating
+    assert all(np.array_equal(checker[i::2, j::2, 0], tiles) for i in (0, 1) for j in (0, 1))
+    assert np.all(tiles[1:] != tiles[:-1]) and np.all(tiles[:, 1:] != tiles[:, :-1])
+    sky = texture(SCENES["hopper"].sky)  # 150 m (rows, along x) x 10 m (columns, along z)
+    assert sky.shape == (300, 20, 3)
+    blue = np.median(sky, axis=1)
+    assert np.all(np.diff(blue[:, 2]) <= 0) and blue[0, 2] > 0.65 and blue[-1, 2] < 0.15  # gradient along x
+    assert 0.005 < (sky == 1.0).all(-1).mean() < 0.05  # a sprinkle of white stars
+
+
+# -- gradients against finite differences ----------------------------------------------------------
+# Central differences of a random weighting of the pixels, in float64 (forward kinematics is
+# Newton's, float32), over pixels where the image is a smooth function of the coordinate within
+# [q - eps, q + eps]: the visible face or plane is the same at q - eps, q and q + eps, and central
+# differences at eps and eps / 2 agree (a shading kink, e.g. the diffuse terminator or a texel
+# centre of the bilinear floor, makes them disagree). Measured: |autograd - FD| <= 4e-4 of the
+# largest |FD| (float32 kinematics and the O(eps^2) term); the bound is 2e-3.
+FD_EPS = 1e-3
+FD_RTOL = 2e-3
+
+
+@pytest.mark.parametrize(
+    "task, coords",
+    [
+        ("cartpole", (0, 1)),  # the cart's translation and the pole's angle
+        ("hopper", (0, 3)),  # the root's x (the camera and light follow it) and the thigh hinge
+    ],
+)
+def test_pixel_gradients_match_finite_differences(task, coords):
+    env, q = _states(task, 4)
+    if task == "cartpole":  # off-centre carts, tilted poles, in view
+        q = torch.tensor([[0.3, 0.7], [-1.0, -0.9], [1.5, 2.5], [-0.5, -2.2]])
+    q = q.double()
+    renderer = DifferentiableRenderer(env.model, env.task, 32, CPU)
+    weights = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for k in coords:
         step = torch.zeros_like(q)
-        step[:, k] = eps
-        plus = (renderer.render(q + step, quantize=False) * weights).sum(dim=(1, 2, 3))
-        minus = (renderer.render(q - step, quantize=False) * weights).sum(dim=(1, 2, 3))
-        fd = (plus - minus) / (2 * eps)
-        torch.testing.assert_close(q_var.grad[:, k], fd, rtol=2e-2, atol=2e-2 * float(fd.abs().max()) + 1e-3)
-    assert float(q_var.grad[:, 1].abs().max()) > 1.0  # the pole's shading really depends on its angle
+        step[:, k] = FD_EPS
+        fd = (renderer.render(q + step) - renderer.render(q - step)) / (2 * FD_EPS)
+        fd_half = (renderer.render(q + step / 2) - renderer.render(q - step / 2)) / FD_EPS
+        sources = [renderer.pixel_sources(q + s * step) for s in (-1, 0, 1)]
+        smooth = (sources[0] == sources[1]) & (sources[2] == sources[1]) & ((fd - fd_half).abs() <= 1e-2 * fd.abs() + 1.0).all(1)
+        assert smooth.float().mean() > 0.95
+        mask = weights * smooth.unsqueeze(1)
+        q_var = q.clone().requires_grad_(True)
+        (renderer.render(q_var) * mask).sum().backward()
+        expected = (fd * mask).sum(dim=(1, 2, 3))
+        torch.testing.assert_close(q_var.grad[:, k], expected, rtol=0, atol=FD_RTOL * float(expected.abs().max()))
+        # Translations shade too (point light, smooth normals): the old flat-shaded boxes gave 0 here.
+        assert float(expected.abs().min()) > 50.0, (task, k)
+
+
+# -- forward image against the ray tracer ----------------------------------------------------------
+def traced_silhouettes(env: envs.DiffVisualEnv, q: torch.Tensor, size: int) -> torch.Tensor:
+    """Each body's own silhouette [N, B, H, W] from Newton's ray tracer, with the task's camera: one
+    world per (env, body) holding that body's shapes, as static shapes at their posed transforms."""
+    model, task, n = env.model, env.task, q.shape[0]
+    state = model.state()
+    wp.copy(state.joint_q, wp.from_torch(q.to(torch.float32).reshape(-1).contiguous()))
+    newton.eval_fk(model, state.joint_q, state.joint_qd, state)
+    body_q, bodies_per_world = state.body_q.numpy(), model.body_count // n
+    types, scales, owner = model.shape_type.numpy(), model.shape_scale.numpy(), model.shape_body.numpy()
+    xforms, visible = model.shape_transform.numpy(), (model.shape_flags.numpy() & int(newton.ShapeFlags.VISIBLE)) != 0
+    builder = newton.ModelBuilder(up_axis=newton.Axis.Z)
+    cfg = newton.ModelBuilder.ShapeConfig(has_shape_collision=False, has_particle_collision=False)
+    for body in range(n * bodies_per_world):
+        builder.begin_world()
+        pose = wp.transform(wp.vec3(*body_q[body][:3]), wp.quat(*body_q[body][3:]))
+        for s in np.nonzero((owner == body) & visible)[0]:
+            xform = wp.transform_multiply(pose, wp.transform(wp.vec3(*xforms[s][:3]), wp.quat(*xforms[s][3:])))
+            kind, size_ = newton.GeoType(int(types[s])), scales[s]
+            if kind == newton.GeoType.BOX:
+                builder.add_shape_box(-1, xform=xform, hx=size_[0], hy=size_[1], hz=size_[2], cfg=cfg)
+            elif kind == newton.GeoType.CAPSULE:
+                builder.add_shape_capsule(-1, xform=xform, radius=size_[0], half_height=size_[1], cfg=cfg)
+            else:
+                assert kind == newton.GeoType.SPHERE, kind
+                builder.add_shape_sphere(-1, xform=xform, radius=size_[0], cfg=cfg)
+        builder.end_world()
+    scene = builder.finalize(device=model.device)
+    rays = SensorCamera.compute_camera_rays_pinhole(size, size, camera_fov=math.radians(task.camera.fov_deg), device=model.device)
+    base = look_at_transform(task.camera.eye, task.camera.target)
+    eyes = torch.tensor(list(base.p)).expand(n, 3) + (task.camera_mount(q) if task.tracking_camera else 0.0)
+    poses = wp.array([wp.transformf(wp.vec3f(*e.tolist()), base.q) for e in eyes for _ in range(bodies_per_world)], dtype=wp.transformf, device=model.device)
+    sensor = SensorCamera(scene, default_render_config=SensorCamera.RenderConfig(enable_textures=False, enable_global_world=False))
+    depth = sensor.allocate_image_depth(n * bodies_per_world, size, size)
+    sensor.update(scene.state(), poses, rays, depth_image=depth)
+    return torch.from_numpy(depth.numpy() > 0).reshape(n, bodies_per_world, size, size)
+
+
+# Per body, intersection over union of its silhouette in the two renderers, pooled over 8 states
+# (a limb 2 px wide and 20 long changes its IoU by several percent per boundary pixel in a single
+# state). The meshes are inscribed polygons (16 sections), so ours are slightly smaller. Measured
+# pooled IoU: cartpole 1.0, hopper >= 0.98, cheetah >= 0.97, ant >= 0.98, humanoid >= 0.97;
+# single states >= 0.93. Whole-robot silhouettes (occlusion resolved) agree to >= 0.98.
+@pytest.mark.parametrize("task", ["cartpole", "hopper", "cheetah", "ant", "humanoid"])
+def test_silhouettes_agree_with_the_ray_tracer(task):
+    env, q = _states(task, 8, steps=20, seed=3)
+    ours = DifferentiableRenderer(env.model, env.task, 84, CPU).silhouettes(q)
+    reference = traced_silhouettes(env, q, 84)
+    assert reference.sum(dim=(2, 3)).float().mean(0).min() > 5  # every body is in view
+    inter, union = (ours & reference).sum(dim=(0, 2, 3)), (ours | reference).sum(dim=(0, 2, 3))
+    assert (inter / union).min() >= 0.95, (inter / union).tolist()
+    whole_ours, whole_ref = ours.any(1), reference.any(1)
+    assert (whole_ours & whole_ref).sum() / (whole_ours | whole_ref).sum() >= 0.97
+
+
+def test_image_options_crop_supersample_and_view_subsets_are_consistent():
+    env, q = _states("cartpole", 3)
+    full = DifferentiableRenderer(env.model, env.task, 24, CPU, supersample=2)
+    cropped = DifferentiableRenderer(env.model, env.task, 24, CPU, supersample=2, crop_static_rows=True)
+    image, band = full.render(q), cropped.render(q)
+    top = cropped.rows[0] // 2
+    assert band.shape[2] < 24 and torch.equal(band, image[:, :, top : top + band.shape[2]])
+    assert torch.equal(full.render(q, worlds=torch.tensor([2, 0])), image[[2, 0]])
+    single = DifferentiableRenderer(env.model, env.task, 48, CPU).render(q)
+    torch.testing.assert_close(image, torch.nn.functional.avg_pool2d(single, 2))
+
+
+def test_tracking_scene_white_background_and_the_camera_following_the_root():
+    env, q = _states("humanoid", 2)
+    renderer = DifferentiableRenderer(env.model, env.task, 32, CPU)
+    image, sources = renderer.render(q), renderer.pixel_sources(q)
+    assert (sources == -1).any() and torch.equal(image.permute(0, 2, 3, 1)[sources == -1].unique(), torch.tensor([255.0]))
+    moved = q.clone()
+    moved[:, 0] += 0.37  # along x, not a multiple of the checker's period
+    assert (renderer.silhouettes(moved) != renderer.silhouettes(q)).float().mean() < 1e-3  # the camera moved with the root ...
+    assert not torch.equal(renderer.render(moved), image)  # ... over a floor that did not
+
+
+# -- through the env and the methods ---------------------------------------------------------------
+@pytest.mark.parametrize("task", ["cartpole", "cartpole-paper", "hopper", "cheetah", "ant", "humanoid"])
+def test_pixel_gradients_stay_finite_over_a_32_step_horizon(task):
+    env = envs.make(task, num_envs=2, render="differentiable", image_size=16, seed=0)
+    env.reset()
+    g = torch.Generator().manual_seed(0)
+    actions = (torch.rand(32, 2, env.spec.action_dim, generator=g) * 2 - 1).requires_grad_(True)
+    loss = 0.0
+    for t in range(32):
+        obs, *_ = env.step(actions[t])
+        loss = loss + (obs["pixels"][:, -3:] * torch.randn(obs["pixels"][:, -3:].shape, generator=g)).mean()
+    (grad,) = torch.autograd.grad(loss, actions)
+    assert torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
+    env.detach()
 
 
 def _smoke(name: str, render: str, image_size: int = 16):
@@ -92,24 +209,9 @@ def _smoke(name: str, render: str, image_size: int = 16):
     return cls(env.spec, config, "cpu", seed=0), env
 
 
-def test_env_with_differentiable_pixels_shows_the_same_frames_as_the_ray_traced_env():
-    (_, diff_env), (_, ray_env) = _smoke("shac", "differentiable"), _smoke("dva", "raytrace")
-    a, b = diff_env.reset(), ray_env.reset()
-    assert a["pixels"].dtype == torch.float32 and b["pixels"].dtype == torch.uint8
-    for _ in range(5):
-        action = torch.rand(4, 1, generator=torch.Generator().manual_seed(1)) * 2 - 1
-        a, *_ = diff_env.step(action)
-        b, *_ = ray_env.step(action)
-    backdrop = _backdrop_image(diff_env.renderer).repeat(1, 3, 1, 1)
-    mean_abs, differing, _ = _body_pixel_agreement(a["pixels"], b["pixels"], backdrop)
-    assert mean_abs <= MAX_MEAN_ABS_DIFF and differing <= MAX_DIFFERING_FRACTION
-
-
 def test_shac_actor_input_reaches_the_simulator_state_and_dva_input_does_not():
     shac, env = _smoke("shac", "differentiable", image_size=32)
     env.reset()
-    # Off-centre, tilted poles: the camera sees their side faces, whose shading turns with the pole
-    # (the front face's normal is the hinge axis, so its colour never depends on the angle).
     env.set_sim_state(torch.tensor([[2.0, 0.7], [-2.0, -0.9], [1.5, 2.5], [-1.0, -2.2]]), torch.zeros(4, 2))
     a0 = torch.zeros(4, 1, requires_grad=True)
     env.step(a0)
@@ -118,7 +220,7 @@ def test_shac_actor_input_reaches_the_simulator_state_and_dva_input_does_not():
     assert shac_input.requires_grad
     weights = torch.randn(shac_input.shape, generator=torch.Generator().manual_seed(0))
     (grad_a0,) = torch.autograd.grad((shac_input * weights).sum(), a0)
-    assert float(grad_a0.abs().sum()) > 0  # pixels -> pole angle -> earlier action
+    assert float(grad_a0.abs().min()) > 0  # pixels -> cart and pole -> earlier action, in every env
     dva, _ = _smoke("dva", "differentiable", image_size=32)
     dva_input = dva._actor_input(obs, dva.obs_rms)
     assert not dva_input.requires_grad and torch.equal(dva_input, shac_input.detach())
