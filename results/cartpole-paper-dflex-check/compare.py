@@ -1,6 +1,6 @@
 """Our `cartpole-paper` against the official dflex CartPole (official_cartpole.py), q after each step.
 
-    DVA_ROOT=<D.VA checkout> python results/cartpole-paper-cpu/official-dflex-check/compare.py
+    DVA_ROOT=<D.VA checkout> python results/cartpole-paper-dflex-check/compare.py
 """
 import json
 import subprocess
