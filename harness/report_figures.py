@@ -29,22 +29,27 @@ def _curve_grid(members: list, x_key: str) -> tuple[np.ndarray, bool]:
     return np.linspace(0.0, end, CURVE_POINTS), False
 
 
-def curve_frame(rows: list[dict], x_key: str, scale: float):
+def curve_frame(rows: list[dict], x_key: str, scale: float, y_key: str = "eval_return_mean"):
     """Long-form (label, seed, x, return) on one common grid per figure (`_curve_grid`), and whether
     its x axis is logarithmic; a run contributes up to its own last evaluation, never beyond (no
-    extrapolation), so the right end may rest on fewer seeds."""
+    extrapolation), so the right end may rest on fewer seeds. Records without `y_key` (no training
+    episode finished yet) are left out."""
     import pandas as pd
 
     members = [(r, m) for r in rows for m in r["_members"]]
     grid, log_axis = _curve_grid([m for _, m in members], x_key)
     frames = []
     for row, m in members:
-        xs = np.array([r[x_key] for r in m.records], dtype=float)
-        ys = np.array([r["eval_return_mean"] for r in m.records], dtype=float)
-        inside = grid[grid <= xs[-1] + 1e-9]
+        kept = [r for r in m.records if r.get(y_key) is not None]
+        if not kept:
+            continue
+        xs = np.array([r[x_key] for r in kept], dtype=float)
+        ys = np.array([r[y_key] for r in kept], dtype=float)
+        inside = grid[(grid <= xs[-1] + 1e-9) & (grid >= xs[0] - 1e-9)]
         frames.append(pd.DataFrame({"method": label(row, rows), "task": row["task"], "seed": m.spec["seed"],
                                     "x": inside / scale, "return": np.interp(inside, xs, ys)}))
-    return pd.concat(frames, ignore_index=True), log_axis
+    columns = ["method", "task", "seed", "x", "return"]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), log_axis
 
 
 def mean_and_bootstrap_ci(data, n_boot: int = 1000, seed: int = 0):
@@ -75,11 +80,16 @@ def plot_curves(rows: list[dict], out: Path) -> list[str]:
     import seaborn as sns
 
     files = []
-    for x_key, scale, xlabel, name in (
-        ("env_steps", 1e6, "environment steps [millions] (simulator control steps)", "curves_steps.png"),
-        ("train_wall_s", 60.0, "training wall-clock [min] (evaluation excluded)", "curves_wallclock.png"),
+    steps_label = "environment steps [millions] (simulator control steps)"
+    for x_key, scale, xlabel, name, y_key, ylabel in (
+        ("env_steps", 1e6, steps_label, "curves_steps.png", "eval_return_mean", "evaluation return"),
+        ("train_wall_s", 60.0, "training wall-clock [min] (evaluation excluded)", "curves_wallclock.png", "eval_return_mean", "evaluation return"),
+        # the paper's plotted quantity: the stochastic training policy's episodes, moving average of the last 100
+        ("env_steps", 1e6, steps_label, "curves_train_return.png", "train_return_mean", "training-episode return (stochastic, last 100)"),
     ):
-        data, log_axis = curve_frame(rows, x_key, scale)
+        data, log_axis = curve_frame(rows, x_key, scale, y_key)
+        if data.empty:
+            continue
         tasks = sorted(data["task"].unique())
         fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.2), squeeze=False)
         for ax, task in zip(axes[0], tasks):
@@ -93,7 +103,7 @@ def plot_curves(rows: list[dict], out: Path) -> list[str]:
             if log_axis:
                 ax.set_xscale("log")
             ax.set_xlabel(xlabel + (", log scale" if log_axis else ""))
-            ax.set_ylabel("evaluation return (mean, 95% CI over seeds)")
+            ax.set_ylabel(f"{ylabel} (mean, 95% CI over seeds)")
             ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / name, dpi=120)

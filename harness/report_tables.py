@@ -53,22 +53,24 @@ def _header(runs: list[RunRecord], rows: list[dict], command: str, machine_note:
         "",
         f"Final return = deterministic-policy evaluation return (one full episode per eval env) at the last "
         f"evaluation of each run; mean ± std and IQM [95% stratified-bootstrap CI, {reps} resamples, rliable] over "
-        f"seeds. Wall-clock is training only (evaluation excluded). Normalised score: {norm.describe()}.",
+        f"seeds. Training return = the paper's plotted quantity: the mean return of the stochastic training policy's last 100 "
+        f"finished episodes at the end (mean over seeds; curves_train_return.png over time). Wall-clock is training only "
+        f"(evaluation excluded). Normalised score: {norm.describe()}.",
         "",
     ]
 
 
 def _main_table(rows: list[dict]) -> list[str]:
     lines = [
-        "| task | method | config | budget | seeds | final return | IQM [95% CI] | normalised | to threshold (reached, min, env steps) | env steps | s / 1k steps | s / iter | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | method | config | budget | seeds | final return | IQM [95% CI] | normalised | training return | to threshold (reached, min, env steps) | env steps | s / 1k steps | s / iter | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         to_threshold = (f"≥{_num(r['threshold'])}: {r['threshold_reached']}, {_num(r['time_to_threshold_min'], '.1f')} min, "
                         f"{_num(r['steps_to_threshold'])}") if r["threshold"] is not None else "—"
         lines.append(
             f"| {r['task']} | {r['method']} | {r['config']} | {r['budget']} | {','.join(map(str, r['seeds'])) or '—'} | "
-            f"{' | '.join(_spread_text(r, 'final'))} | {_num(r['final_normalized_mean'], '.2f')} | {to_threshold} | "
+            f"{' | '.join(_spread_text(r, 'final'))} | {_num(r['final_normalized_mean'], '.2f')} | {_num(r['train_return_mean'])} | {to_threshold} | "
             f"{_num(r['env_steps_max'])} | {_num(r['s_per_1k_steps'], '.2f')} | {_num(r['s_per_iteration'], '.2f')} | {_num(r['cpu_rss_peak_mb'])} |"
         )
     return lines
