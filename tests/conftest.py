@@ -8,11 +8,19 @@ two grids at once, a run folder claimed by another process, submitit) start real
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
 
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per pytest-xdist worker (and for the processes its tests start): with
+    # `-n auto` every core runs a worker already, and two threads each only contend.
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import envs
 

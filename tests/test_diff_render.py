@@ -151,7 +151,9 @@ def traced_silhouettes(env: envs.DiffVisualEnv, q: torch.Tensor, size: int) -> t
 # state). The meshes are inscribed polygons (16 sections), so ours are slightly smaller. Measured
 # pooled IoU: cartpole 1.0, hopper >= 0.98, cheetah >= 0.97, ant >= 0.98, humanoid >= 0.97;
 # single states >= 0.93. Whole-robot silhouettes (occlusion resolved) agree to >= 0.98.
-@pytest.mark.parametrize("task", ["cartpole", "hopper", "cheetah", "ant", "humanoid"])
+_SLOW_ROBOTS = pytest.mark.slow  # the two largest scenes; CI's slow step runs them
+
+@pytest.mark.parametrize("task", ["cartpole", "hopper", "cheetah", pytest.param("ant", marks=_SLOW_ROBOTS), pytest.param("humanoid", marks=_SLOW_ROBOTS)])
 def test_silhouettes_agree_with_the_ray_tracer(task):
     env, q = _states(task, 8, steps=20, seed=3)
     ours = DifferentiableRenderer(env.model, env.task, 84, CPU).silhouettes(q)
@@ -187,7 +189,8 @@ def test_tracking_scene_white_background_and_the_camera_following_the_root():
 
 
 # -- through the env and the methods ---------------------------------------------------------------
-@pytest.mark.parametrize("task", ["cartpole", "cartpole-paper", "hopper", "cheetah", "ant", "humanoid"])
+@pytest.mark.parametrize("task", ["cartpole", "cartpole-paper", "hopper", "cheetah", pytest.param("ant", marks=_SLOW_ROBOTS),
+                                  pytest.param("humanoid", marks=_SLOW_ROBOTS)])
 def test_pixel_gradients_stay_finite_over_a_32_step_horizon(task):
     env = envs.make(task, num_envs=2, render="differentiable", image_size=16, seed=0)
     env.reset()

@@ -27,12 +27,12 @@ def test_without_budget_or_device_a_run_takes_the_presets_budget_and_the_availab
 
 
 def test_a_grid_ends_with_its_report_and_videos_and_no_report_skips_it(tmp_path, cli, in_process_workers):
-    args = ["--methods", "shac-state", "--seeds", "0-1", "--preset", "smoke", "--budget", "256-steps", "--eval-every", "256",
+    args = ["--methods", "shac-state", "--seeds", "0-1", "--preset", "smoke", "--budget", "128-steps", "--eval-every", "128",
             "--eval-episodes", "2", "--quiet"]
     proc = cli("run", *args, "--out", tmp_path / "a")
     assert proc.returncode == 0, proc.stderr
     summary = (tmp_path / "a" / "report" / "summary.md").read_text()
-    assert "| cartpole | shac-state | smoke | 256-steps | 0,1 |" in summary and "| cartpole | shac-state | smoke | 256-steps | 0,1 |" in proc.stdout
+    assert "| cartpole | shac-state | smoke | 128-steps | 0,1 |" in summary and "| cartpole | shac-state | smoke | 128-steps | 0,1 |" in proc.stdout
     assert f"report: {tmp_path / 'a' / 'report' / 'summary.md'}" in proc.stdout
     assert "](runs/cartpole/shac-state/smoke/seed0/policy.gif)" in summary  # the lowest seed's video, copied beside the report
     assert (tmp_path / "a" / "report" / "runs" / "cartpole" / "shac-state" / "smoke" / "seed0" / VIDEO).exists()
