@@ -103,7 +103,7 @@ def plot_curves(rows: list[dict], out: Path) -> list[str]:
             if log_axis:
                 ax.set_xscale("log")
             ax.set_xlabel(xlabel + (", log scale" if log_axis else ""))
-            ax.set_ylabel(f"{ylabel} (mean, 95% CI over seeds)")
+            ax.set_ylabel(f"{ylabel}\nmean, 95% CI over seeds")
             ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / name, dpi=120)
