@@ -35,24 +35,13 @@ import torch
 import warp as wp
 
 import newton
+from newton.sensors import SensorCamera
 from envs.camera import look_at_transform, visible_window
 from envs.mesh_scene import AMBIENT, BACKGROUND, DIFFUSE, SHININESS, ZNEAR, Rect, ShapeMeshes, sample_texture, scene_for, texture
+from envs.tasks.rotation import quat_to_matrix
 from envs.timing import PhaseTimes
 
 INT64_MAX = torch.iinfo(torch.int64).max
-
-
-def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [..., 3, 3] of unit quaternions [..., 4] in warp's (x, y, z, w) order."""
-    x, y, z, w = q.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(*q.shape[:-1], 3, 3)  # fmt: skip
 
 
 class ForwardKinematics:
@@ -179,7 +168,9 @@ class DifferentiableRenderer:
         if crop_static_rows:
             if self.tracking:
                 raise ValueError(f"task {task.name!r} has a tracking camera: no image rows are static, so crop_static_rows does not apply")
-            rows, _ = visible_window(self._camera_rays(size, tan_half), look_at_transform(task.camera.eye, task.camera.target), *task.visual_bounds)
+            # The ray tracer's own rays decide the rows, so both renderers crop the same ones.
+            rays = SensorCamera.compute_camera_rays_pinhole(size, size, camera_fov=math.radians(task.camera.fov_deg), device=model.device)
+            rows, _ = visible_window(rays.numpy(), look_at_transform(task.camera.eye, task.camera.target), *task.visual_bounds)
             if rows.stop > rows.start:
                 top, bottom = int(rows.start // supersample) * supersample, int(-(-rows.stop // supersample)) * supersample
         self.rows = (top, bottom)
@@ -205,15 +196,6 @@ class DifferentiableRenderer:
         self._tan_half = tan_half
         self._planes = [p for p in (self.scene.floor, self.scene.sky) if p is not None]
         self._static: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    @staticmethod
-    def _camera_rays(size: int, tan_half: float) -> np.ndarray:
-        """Newton's pinhole rays [H, W, 1, 2, 3] (camera frame: -z forward, +y up), for `visible_window`."""
-        uv = (np.arange(size) + 0.5) / size - 0.5
-        d = np.stack(np.broadcast_arrays(uv[None, :] * 2 * tan_half, -uv[:, None] * 2 * tan_half, -1.0), axis=-1)
-        rays = np.zeros((size, size, 1, 2, 3))
-        rays[:, :, 0, 1] = d / np.linalg.norm(d, axis=-1, keepdims=True)
-        return rays
 
     def _consts(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         if dtype not in self._by_dtype:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 import newton
+from envs.tasks.rotation import quat_to_matrix
 
 AMBIENT = 0.4  # PointLights ambient_color x Materials ambient_color (1, default)
 DIFFUSE = 0.8
@@ -249,15 +250,6 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-6)
 
 
-def quat_to_matrix_np(q) -> np.ndarray:
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
-
-
 @dataclass
 class ShapeMeshes:
     """Every visible shape of one world as one triangle mesh in its body's frame.
@@ -297,7 +289,7 @@ class ShapeMeshes:
                 raise ValueError(f"the differentiable renderer draws shapes on bodies; shape {s} is static (the paper's planes are drawn by the scene)")
             verts, faces = builders[kind](scales[s].astype(np.float64))
             normals = vertex_normals(verts, faces)
-            rot = quat_to_matrix_np(xforms[s][3:].astype(np.float64))
+            rot = quat_to_matrix(torch.as_tensor(xforms[s][3:], dtype=torch.float64)).numpy()
             parts.append((verts @ rot.T + xforms[s][:3], normals @ rot.T, faces + offset, bodies[s] - first_body, s, colors[s]))
             offset += len(verts)
         return cls(

@@ -19,13 +19,14 @@ from harness.bench_updates import timed_calls, top_operators
 from harness.io import write_json_atomic, write_text_atomic
 from harness.system_info import system_info
 from methods import get_method_class, resolve_method_name
+from methods.base import Planner
 from methods.presets import load_config
 
 
 def bench_plan_case(method: str, task: str, preset: str, overrides: dict, steps: int, warmup: int, device: str, profile_steps: int) -> dict:
     name = resolve_method_name(method)
     cls = get_method_class(name)
-    if not cls.has_planner:
+    if not issubclass(cls, Planner):
         raise ValueError(f"{name} does not plan (bench-plan is for TD-MPC2-like methods)")
     config = load_config(cls, task, preset, overrides)
     built = build(cls, task, config, device, seed=0)

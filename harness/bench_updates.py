@@ -19,6 +19,7 @@ from harness.resolved import build
 from harness.io import write_json_atomic, write_text_atomic
 from harness.system_info import system_info
 from methods import get_method_class, resolve_method_name
+from methods.base import ReplayUpdates
 from methods.presets import load_config
 
 
@@ -63,7 +64,7 @@ def bench_case(method: str, task: str, preset: str, overrides: dict, updates: in
     # its `bench_overrides` keep it short here; explicit overrides win.
     overrides = cls.bench_overrides | overrides
     config = load_config(cls, task, preset, overrides)
-    if not cls.has_replay_update:
+    if not issubclass(cls, ReplayUpdates):
         raise ValueError(f"{name} has no replay update to benchmark")
     built = build(cls, task, config, device, seed=0)
     env, agent = built.env, built.method

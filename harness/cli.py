@@ -59,6 +59,7 @@ def _wall_clock_point(text: str) -> tuple[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness.specs import DEFAULT_BUDGETS
     parser = _Parser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", default="0", help="e.g. 0-4, 0,3,7 or 2")
     run.add_argument("--budget", default=None,
                      help="per run: training wall-clock (20m, 90s, 1.5h) or env steps (1M-steps); default: the preset's "
-                          "(cpu 5m, paper 30m, smoke 1024-steps)")
+                          "(" + ", ".join(f"{p} {b}" for p, b in DEFAULT_BUDGETS.items()) + ")")
     run.add_argument("--preset", default="cpu", help="hyperparameter preset: paper, cpu or smoke")
     run.add_argument("--device", default="auto", help="torch device: auto (CUDA when available, else CPU), cpu or cuda:0")
     run.add_argument("--out", default="runs", help="root folder of the run folders")
@@ -184,12 +185,11 @@ def _validate_common(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         if args.image_size < MIN_IMAGE_SIZE:
             parser.error(f"--image-size must be >= {MIN_IMAGE_SIZE}, got {args.image_size}")
     device = getattr(args, "device", None)
-    if device == "auto":
-        import torch
-
-        args.device = device = "cuda" if torch.cuda.is_available() else "cpu"
     if device is not None:
         import torch
+
+        if device == "auto":
+            args.device = device = "cuda" if torch.cuda.is_available() else "cpu"
 
         try:
             dev = torch.device(device)
@@ -244,7 +244,7 @@ def _run_specs(parser: argparse.ArgumentParser, args: argparse.Namespace):
     return runs, loggers
 
 
-def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
     from harness.executors import GridOptions, execute_grid
     from harness.io import check_writable_folder
     from harness.store import RunFolder
@@ -290,19 +290,18 @@ def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 130
     failed = [rid for rid, st in statuses.items() if st not in ("complete", "busy")]
     if not args.no_report:
-        _grid_report([folders[run.run_id].path for run in runs], root / "report", args)
+        _grid_report([folders[run.run_id].path for run in runs], root / "report", command)
     if failed:
         print(f"{len(failed)} run(s) not complete: {', '.join(failed)} (reasons in their run.json)")
         return 1
     return 0
 
 
-def _grid_report(run_folders: list[Path], out: Path, args: argparse.Namespace) -> None:
+def _grid_report(run_folders: list[Path], out: Path, command: str) -> None:
     """The grid's report in `out`, its main table printed; a report that cannot be made (no run
     complete) is said in one line and leaves the grid's exit status alone."""
     from harness.report import write_report
 
-    command = "python -m harness " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     try:
         write_report([f for f in run_folders if f.exists()], out, command)
     except ValueError as err:
@@ -316,7 +315,7 @@ def _grid_report(run_folders: list[Path], out: Path, args: argparse.Namespace) -
     print(f"report: {out / 'summary.md'}")
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list() -> int:
     """What `run` accepts: methods and aliases, tasks, presets with default budgets and the pixels each method reads."""
     from harness.specs import DEFAULT_BUDGETS
     from methods.presets import available_presets, load_config
@@ -419,13 +418,14 @@ def _bench_plan(parser: argparse.ArgumentParser, args: argparse.Namespace, comma
     import torch
 
     from harness.bench_plan import bench_plan_case, write_bench_plan
+    from methods.base import Planner
     from methods.presets import load_config
     from methods.registry import get_method_class, resolve_method_name
 
     try:
         method = resolve_method_name(args.method)
         cls = get_method_class(method)
-        if not cls.has_planner:
+        if not issubclass(cls, Planner):
             raise ValueError(f"{method} does not plan (bench-plan is for TD-MPC2-like methods)")
         sizes = _parse_model_sizes(cls, args.model_sizes)
         precisions = _parse_precisions(cls, args.precisions)
@@ -460,6 +460,7 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
 
     from harness.bench_updates import bench_case, write_bench
     from harness.specs import parse_overrides
+    from methods.base import ReplayUpdates
     from methods.presets import load_config
     from methods.registry import get_method_class, resolve_method_name
 
@@ -470,7 +471,7 @@ def _bench_updates(parser: argparse.ArgumentParser, args: argparse.Namespace, co
         precisions = _parse_precisions(cls, args.precisions)
         if not sizes or min(sizes) < 16:
             raise ValueError(f"--image-sizes must list sizes >= 16, got {args.image_sizes!r}")
-        if not cls.has_replay_update:
+        if not issubclass(cls, ReplayUpdates):
             raise ValueError(f"{method} has no replay update to benchmark (bench-updates is for DrQ-v2-like methods)")
         model_sizes = _parse_model_sizes(cls, args.model_sizes)
         fixed = parse_overrides(args.override)
@@ -507,14 +508,13 @@ def _check_output_folders(parser: argparse.ArgumentParser, args: argparse.Namesp
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = argv
     if args.command == "list":
-        return _list(args)
+        return _list()
     _validate_common(parser, args)
     _check_output_folders(parser, args)
-    if args.command == "run":
-        return _run_grid(parser, args)
     command = "python -m harness " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.command == "run":
+        return _run_grid(parser, args, command)
     if args.command == "report":
         from harness.report import write_report
 

@@ -72,8 +72,6 @@ class Method(ABC):
     # -- options the bench commands may vary ------------------------------------------------------
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # values of the config's `precision`, if it has one
     model_sizes: ClassVar[tuple[Any, ...]] = ()  # values of the config's `model_size`, if it has one
-    has_replay_update: ClassVar[bool] = False  # implements `update()` and counts `updates` (bench-updates)
-    has_planner: ClassVar[bool] = False  # implements `plan()` (bench-plan)
     bench_overrides: ClassVar[dict[str, Any]] = {}  # config changes that keep a benchmark's warm-up short
 
     def __init__(self, spec, config, device: str | torch.device = "cpu", seed: int = 0):
@@ -109,17 +107,30 @@ class Method(ABC):
     def save_artifacts(self, folder) -> None:
         """After each evaluation: files a method wants beside its run (DreamerV3's reconstructions)."""
 
-    def update(self, phases: dict[str, float] | None = None) -> dict[str, float]:
-        """One gradient update from the method's replay (only when `has_replay_update`)."""
-        raise NotImplementedError(f"{self.name} has no replay update")
-
-    def plan(self, pixels: torch.Tensor, episode_start: torch.Tensor, eval_mode: bool, generator: torch.Generator, key: str) -> torch.Tensor:
-        """Batched planning from pixels (only when `has_planner`)."""
-        raise NotImplementedError(f"{self.name} does not plan")
-
     @abstractmethod
     def state_dict(self) -> dict: ...
 
     @abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
 
+
+
+# -- capabilities some methods add (the bench commands ask for them by class) ---------------------
+
+
+class ReplayUpdates(ABC):
+    """A method that trains from its replay one gradient update at a time (`harness bench-updates`)."""
+
+    updates: int  # gradient updates so far
+
+    @abstractmethod
+    def update(self, phases: dict[str, float] | None = None) -> dict[str, float]:
+        """One gradient update from the replay; `phases` accumulates its parts' seconds."""
+
+
+class Planner(ABC):
+    """A method that acts by planning from pixels (`harness bench-plan`)."""
+
+    @abstractmethod
+    def plan(self, pixels: torch.Tensor, episode_start: torch.Tensor, eval_mode: bool, generator: torch.Generator, key: str) -> torch.Tensor:
+        """Batched planning: the actions for `pixels` [N, C, H, W]."""

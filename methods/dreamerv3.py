@@ -469,7 +469,6 @@ class DreamerV3(ReplayAgent):
     config_cls = DreamerV3Config
     precisions = PRECISIONS
     model_sizes = tuple(MODEL_SIZES)
-    has_replay_update = True
     # A 30-minute CPU run collects a few thousand control steps: evaluate often enough for a curve.
     default_eval_every_steps = 2048
     default_eval_episodes = 8

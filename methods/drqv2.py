@@ -148,7 +148,6 @@ class DrQV2(ReplayAgent):
     name = "drqv2"
     config_cls = DrQV2Config
     precisions = PRECISIONS
-    has_replay_update = True
     # Control steps between evaluations unless --eval-every says otherwise. DrQ-v2 evaluates every
     # 10k frames; a 30-minute CPU run takes ~45k, so evaluate 2.5x as often to draw a curve.
     default_eval_every_steps = 4096

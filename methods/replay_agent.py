@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import IterationStats, Method
+from methods.base import IterationStats, Method, ReplayUpdates
 
 
-class ReplayAgent(Method):
+class ReplayAgent(Method, ReplayUpdates):
     act_phase = "act"  # the phase name the behaviour action's seconds are logged under
 
     def iterate(self, env) -> IterationStats:

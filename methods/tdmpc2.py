@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import PhaseClock
+from methods.base import PhaseClock, Planner
 from methods.discrete_regression import TwoHot
 from methods.drqv2 import random_shift
 from methods.networks import mlp
@@ -309,14 +309,12 @@ class WorldModel(nn.Module):
         return self.termination(z)
 
 
-class TDMPC2(ReplayAgent):
+class TDMPC2(ReplayAgent, Planner):
     name = "tdmpc2"
     act_phase = "plan"
     config_cls = TDMPC2Config
     precisions = PRECISIONS
     model_sizes = tuple(MODEL_SIZES)
-    has_replay_update = True
-    has_planner = True
     # A 30-minute CPU run takes ~10k control steps: evaluate often enough to draw a curve
     # (planning 16 eval envs costs as much as a few hundred training steps).
     default_eval_every_steps = 2048

@@ -1,8 +1,21 @@
-"""Quaternion helpers for free-root tasks, in Newton's (x, y, z, w) order, differentiable by torch."""
+"""Quaternion helpers (free-root tasks, the differentiable renderer), in Newton's (x, y, z, w) order, differentiable by torch."""
 
 from __future__ import annotations
 
 import torch
+
+
+def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [..., 3, 3] of unit quaternions [..., 4] in warp's (x, y, z, w) order."""
+    x, y, z, w = q.unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(*q.shape[:-1], 3, 3)  # fmt: skip
 
 
 def quat_rotate(quat: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:

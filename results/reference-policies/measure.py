@@ -2,8 +2,9 @@
 
     python results/reference-policies/measure.py            # writes results.json here, prints a table
 
-One episode per env (64 envs, env seed 0, policy noise seed 0), each env held once its first episode
-ends; mean, standard deviation, min and max of those 64 returns. The policies:
+One episode per env (64 envs, env seed 0, policy noise seed 0; the harness's evaluation loop,
+`harness.runner.evaluate`, which counts each env's first episode); mean, standard deviation, min and
+max of those 64 returns. The policies:
 - zero: action 0 (on `cartpole-paper` the joint springs swing the pole up on their own);
 - uniform: actions uniform in [-1, 1] (the normalisation table's `random`);
 - untrained actor: tanh(N(0, e^-1)), how a freshly initialised D.Va/SHAC actor acts (log-std -1, mean ~0);
@@ -23,6 +24,7 @@ import torch
 
 import envs
 from envs.tasks.cartpole import swing_up_controller
+from harness.runner import evaluate
 
 HERE = Path(__file__).resolve().parent
 NUM_ENVS = 64
@@ -37,17 +39,22 @@ def _policies(generator: torch.Generator):
     }
 
 
+class FixedPolicy:
+    """A state -> action function in the shape `evaluate` acts through."""
+
+    def __init__(self, act):
+        self._act = act
+
+    def on_eval_start(self) -> None:
+        pass
+
+    def act(self, obs: dict, deterministic: bool) -> torch.Tensor:
+        return self._act(obs["state"])
+
+
 def first_episode_returns(task: str, policy) -> torch.Tensor:
     env = envs.make(task, num_envs=NUM_ENVS, seed=0, render=None)
-    obs = env.reset()
-    returns = torch.full((NUM_ENVS,), math.nan)
-    done_once = torch.zeros(NUM_ENVS, dtype=torch.bool)
-    while not done_once.all():
-        obs, _, done, info = env.step(policy(obs["state"]), hold=done_once)
-        finished = done.nonzero().flatten()
-        returns[finished] = info["episode_returns"]
-        done_once |= done
-    return returns
+    return torch.tensor(evaluate(FixedPolicy(policy), env, episodes_seed=0))
 
 
 def main() -> int:
