@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "the last evaluation at or before it, for runs that trained that long")
     report.add_argument("--focus", default="dva", metavar="METHOD",
                         help="the method whose probability of improvement over each other method is reported (default dva)")
+    report.add_argument("--allow-mixed", action="store_true",
+                        help="report runs that differ in observation, device type, CPU model or package versions "
+                             "(refused otherwise); the header names what differs")
+    report.add_argument("--calibrated", action="store_true",
+                        help="wall-clock in calibrated seconds of the host with the most runs (each run's calibration in run.json)")
 
     check = sub.add_parser("check", help="rerun the reference configurations; fail when a return leaves its band")
     check.add_argument("--reference", default=None, metavar="JSON", help="default results/reference.json")
@@ -303,7 +308,8 @@ def _grid_report(run_folders: list[Path], out: Path, command: str) -> None:
     from harness.report import write_report
 
     try:
-        write_report([f for f in run_folders if f.exists()], out, command)
+        # One grid on one machine: what its runs differ in (an --override) is said in the header, not refused.
+        write_report([f for f in run_folders if f.exists()], out, command, allow_mixed=True)
     except ValueError as err:
         print(f"no report: {err}")
         return
@@ -524,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
         try:
             out = write_report(args.run_dirs, args.out, command, args.machine, args.threshold, args.reps, args.normalization, at,
-                               focus=args.focus)
+                               focus=args.focus, allow_mixed=args.allow_mixed, calibrated=args.calibrated)
         except ValueError as err:
             parser.error(str(err))
         print(f"report written to {out}/summary.md")

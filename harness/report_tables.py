@@ -15,11 +15,13 @@ from harness.report_runs import RunRecord
 
 
 def write_summary(out: Path, runs: list[RunRecord], rows: list[dict], agg: Aggregate, figures: list[str], *, command: str,
-                  machine_note: str, norm: NormalizationTable, reps: int, at: list[tuple[str, float]]) -> None:
-    """summary.md and summary.csv in `out`."""
+                  machine_note: str, norm: NormalizationTable, reps: int, at: list[tuple[str, float]],
+                  comparison: list[str] = ()) -> None:
+    """summary.md and summary.csv in `out`; `comparison`: what the runs share and where they differ
+    (observation, hosts, calibration; harness.report_fairness), said after the header."""
     import pandas as pd
 
-    lines = _header(runs, rows, command, machine_note, norm, reps) + _main_table(rows) + _at_table(rows, at)
+    lines = _header(runs, rows, command, machine_note, norm, reps) + [line for c in comparison for line in (c, "")] + _main_table(rows) + _at_table(rows, at)
     lines += _per_seed(rows) + _phase_table(rows) + _aggregate_lines(agg)
     incomplete = [f"{r['task']} {r['method']} ({r['config']}) {n}" for r in rows for n in r["not_complete"]]
     lines += ["", "Failed, interrupted or unfinished runs (left out of every number above): " + ("; ".join(incomplete) or "none")]
@@ -52,8 +54,9 @@ def _header(runs: list[RunRecord], rows: list[dict], command: str, machine_note:
         f"Machine: {machine_note + '; ' if machine_note else ''}{'; '.join(machines)}. Code: {', '.join(gits)}.",
         "",
         f"Final return = deterministic-policy evaluation return (one full episode per eval env) at the last "
-        f"evaluation of each run; mean ± std and IQM [95% stratified-bootstrap CI, {reps} resamples, rliable] over "
-        f"seeds. Training return = the paper's plotted quantity: the mean return of the stochastic training policy's last 100 "
+        f"evaluation of each run; mean ± sample std (ddof 1) and IQM [95% stratified-bootstrap CI, {reps} resamples, rliable] over "
+        f"seeds. With fewer than 4 seeds the IQM trims nothing (it is the mean) and the bootstrap CI lies inside the seeds' "
+        f"range: read it as that range, not as a confidence interval. Training return = the paper's plotted quantity: the mean return of the stochastic training policy's last 100 "
         f"finished episodes at the end (mean over seeds; curves_train_return.png over time). Wall-clock is training only "
         f"(evaluation excluded). Normalised score: {norm.describe()}.",
         "",

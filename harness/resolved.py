@@ -25,6 +25,7 @@ class ResolvedRun:
     eval_every_steps: int
     eval_episodes: int
     env_kwargs: dict
+    preset_info: dict = dataclasses.field(default_factory=dict)  # methods.presets.preset_info: tuning, modified
 
     @property
     def run_id(self) -> str:
@@ -45,6 +46,7 @@ class ResolvedRun:
             "budget": dataclasses.asdict(self.budget),
             "eval": {"every_env_steps": self.eval_every_steps, "episodes": self.eval_episodes, "policy": "deterministic"},
             "env_kwargs": self.env_kwargs,
+            "preset_info": self.preset_info,
         }
 
     @classmethod
@@ -60,12 +62,13 @@ class ResolvedRun:
             eval_every_steps=int(data["eval"]["every_env_steps"]),
             eval_episodes=int(data["eval"]["episodes"]),
             env_kwargs=dict(data["env_kwargs"]),
+            preset_info=dict(data.get("preset_info") or {}),
         )
 
 
 def resolve(spec: RunSpec) -> ResolvedRun:
     """Everything `spec` implies, checked (ValueError naming the problem)."""
-    from methods.presets import load_config
+    from methods.presets import load_config, preset_info
     from methods.registry import check_task_name, get_method_class, resolve_method_name
 
     method = resolve_method_name(spec.method)
@@ -80,6 +83,7 @@ def resolve(spec: RunSpec) -> ResolvedRun:
         eval_every_steps=spec.eval_every_steps or cls.default_eval_every_steps,
         eval_episodes=spec.eval_episodes or cls.default_eval_episodes,
         env_kwargs=cls.env_kwargs(config),
+        preset_info=preset_info(cls, spec.preset),
     )
 
 

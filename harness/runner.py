@@ -19,12 +19,15 @@ from collections import deque
 import torch
 from tqdm import tqdm
 
+from harness.calibration import calibrate
 from harness.loggers import make_loggers
 from harness.resolved import ResolvedRun, build
 from harness.resources import PeakMemory
 from harness.store import VIDEO, RunFolder, now
 from harness.system_info import system_info
 from harness.video import record_policy_video
+
+CALIBRATION_IMAGE_SIZE = 48  # the encoder's image for runs that read no pixels (the cpu protocol's size)
 
 TRAIN_RETURN_WINDOW = 100  # the paper plots the moving average of the last ~100 training episodes
 
@@ -99,9 +102,12 @@ class Run:
         else:
             self.folder.clear_records()
         eval_every = resolved.eval_every_steps
+        env_kwargs = resolved.as_dict().get("env_kwargs") or {}
+        calibration_size = env_kwargs.get("image_size", CALIBRATION_IMAGE_SIZE) if env_kwargs.get("render") else CALIBRATION_IMAGE_SIZE
         self.run_json = resolved.as_dict() | {
             "run_id": self.spec.run_id,
             "machine": system_info(),
+            "calibration": calibrate(calibration_size, self.device),  # this process's host, before training
             "status": "running",
             "resumed": resumed,
             "attempts": previous_attempts + 1,  # processes that trained this run: 1 unless it was resumed

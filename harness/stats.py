@@ -74,4 +74,6 @@ def spread(values, name: str = "scores", reps: int = DEFAULT_REPS, seed: int = D
     if len(values) == 0:
         return dict.fromkeys(("mean", "std", "iqm", "iqm_ci_low", "iqm_ci_high"), math.nan)
     iqm, (low, high) = iqm_with_ci({name: values}, reps=reps, seed=seed)[name]
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "iqm": iqm, "iqm_ci_low": low, "iqm_ci_high": high}
+    # The sample standard deviation (ddof 1): the seeds are a sample of the method's outcomes.
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    return {"mean": float(np.mean(values)), "std": std, "iqm": iqm, "iqm_ci_low": low, "iqm_ci_high": high}

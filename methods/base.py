@@ -64,6 +64,7 @@ class Method(ABC):
     reads_pixels: ClassVar[bool] = True  # the policy acts from rendered pixels (else: the state vector)
     differentiable_sim: ClassVar[bool] = False  # it backpropagates through the simulator (first-order)
     differentiable_render: ClassVar[bool] = False  # ... and through the renderer (SHAC from pixels)
+    stacks_frames: ClassVar[bool] = True  # reads the protocol's frame stack (DreamerV3: one frame, its RSSM remembers)
 
     # -- evaluation schedule (a run's --eval-every / --eval-episodes override them) ---------------
     default_eval_every_steps: ClassVar[int] = 51_200

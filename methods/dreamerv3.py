@@ -74,7 +74,7 @@ MODEL_SIZES: dict[str, dict[str, int]] = {
     "L": {"deter": 2048, "depth": 64, "units": 768, "layers": 4},
     "XL": {"deter": 4096, "depth": 96, "units": 1024, "layers": 5},
 }
-MIN_RESOLUTION = 4  # the encoder halves the image down to 4 x 4
+MIN_RESOLUTION = 4  # the encoder halves the image down to a grid 4-7 cells wide
 
 
 @dataclass
@@ -208,28 +208,31 @@ class ChannelNorm(nn.Module):
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def _stages(image_shape: tuple[int, int, int]) -> tuple[int, int]:
-    """(halvings, padded height): the CNN halves the width down to 4 (width 4 * 2^k); an image with
-    fewer rows (a `crop_static_rows` band) is zero-padded at the bottom to a multiple of 2^k rows."""
+def _stages(image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(halvings, padded height, padded width). As the reference's CNN, the number of stride-2
+    stages is floor(log2(width / 4)), so the last grid is 4-7 cells wide (32 and 64 px: 4 x 4;
+    48 px: 6 x 6; 84 px: 6 x 6). The image is zero-padded (mid-grey after centring) at the bottom
+    and right to a multiple of 2^stages, so every halving is exact and the decoder mirrors it;
+    a `crop_static_rows` band (fewer rows than columns) is padded the same way."""
     height, width = image_shape[1], image_shape[2]
-    stages = math.log2(width / MIN_RESOLUTION)
-    if width % MIN_RESOLUTION or stages != int(stages) or stages < 1:
-        raise ValueError(f"DreamerV3's CNN halves the image width down to 4: image_size must be 4 * 2^k (8, 16, 32, 64, ...), got {width}")
+    if width < 2 * MIN_RESOLUTION:
+        raise ValueError(f"DreamerV3's CNN needs images at least {2 * MIN_RESOLUTION} px wide, got {width}")
     if not 1 <= height <= width:
         raise ValueError(f"DreamerV3's CNN takes images at most as tall as wide, got {height} x {width}")
-    block = 2 ** int(stages)
-    return int(stages), -(-height // block) * block
+    stages = int(math.floor(math.log2(width / MIN_RESOLUTION)))
+    block = 2**stages
+    return stages, -(-height // block) * block, -(-width // block) * block
 
 
 class ConvEncoder(nn.Module):
-    """uint8 [N, C, H, W] -> [N, 8 depth * 4 * 4] (square images): kernel-4 stride-2 'same' convs,
-    depth x 2^i channels; a band of H < W rows is padded at the bottom first (zeros, i.e. mid-grey)."""
+    """uint8 [N, C, H, W] -> [N, 8 depth * h * w]: kernel-4 stride-2 'same' convs, depth x 2^i
+    channels, on the image zero-padded (mid-grey) at the bottom and right as `_stages` says."""
 
     def __init__(self, image_shape: tuple[int, int, int], depth: int, eps: float):
         super().__init__()
         channels = image_shape[0]
-        stages, padded = _stages(image_shape)
-        self.pad_rows = padded - image_shape[1]
+        stages, padded_rows, padded_cols = _stages(image_shape)
+        self.pad_rows, self.pad_cols = padded_rows - image_shape[1], padded_cols - image_shape[2]
         layers: list[nn.Module] = []
         for i in range(stages):
             out = depth * 2**i
@@ -238,23 +241,24 @@ class ConvEncoder(nn.Module):
             layers += [conv, ChannelNorm(out, eps), nn.SiLU()]
             channels = out
         self.convs = nn.Sequential(*layers)
-        self.out_dim = channels * MIN_RESOLUTION * (padded // 2**stages)
+        self.out_dim = channels * (padded_rows // 2**stages) * (padded_cols // 2**stages)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.convs(F.pad(pixels.float() / 255.0 - 0.5, (0, 0, 0, self.pad_rows))).flatten(1)
+        return self.convs(F.pad(pixels.float() / 255.0 - 0.5, (0, self.pad_cols, 0, self.pad_rows))).flatten(1)
 
 
 class ConvDecoder(nn.Module):
-    """feature [N, F] -> image mean [N, C, H, W] in [0, 1] units (a Linear to 4 x 4, then
-    transposed convs mirroring the encoder; the last one has a bias and no norm). For a band of
-    H < W rows it decodes the encoder's padded height and drops the padding rows."""
+    """feature [N, F] -> image mean [N, C, H, W] in [0, 1] units (a Linear to the encoder's last
+    grid, then transposed convs mirroring the encoder; the last one has a bias and no norm). It
+    decodes the encoder's padded image and drops the padding rows and columns."""
 
     def __init__(self, feat_dim: int, image_shape: tuple[int, int, int], depth: int, eps: float):
         super().__init__()
-        stages, padded = _stages(image_shape)
-        self.rows, self.min_rows = image_shape[1], padded // 2**stages
+        stages, padded_rows, padded_cols = _stages(image_shape)
+        self.rows, self.cols = image_shape[1], image_shape[2]
+        self.min_rows, self.min_cols = padded_rows // 2**stages, padded_cols // 2**stages
         self.channels = depth * 2 ** (stages - 1)
-        self.linear = nn.Linear(feat_dim, self.channels * self.min_rows * MIN_RESOLUTION)
+        self.linear = nn.Linear(feat_dim, self.channels * self.min_rows * self.min_cols)
         trunc_normal_fan_avg_(self.linear)
         layers: list[nn.Module] = []
         channels = self.channels
@@ -272,8 +276,8 @@ class ConvDecoder(nn.Module):
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        x = self.linear(feat).view(-1, self.channels, self.min_rows, MIN_RESOLUTION)
-        return self.deconvs(x)[..., : self.rows, :] + 0.5
+        x = self.linear(feat).view(-1, self.channels, self.min_rows, self.min_cols)
+        return self.deconvs(x)[..., : self.rows, : self.cols] + 0.5
 
 
 class LayerNormGRUCell(nn.Module):
@@ -467,6 +471,7 @@ class WorldModel(nn.Module):
 class DreamerV3(ReplayAgent):
     name = "dreamerv3"
     config_cls = DreamerV3Config
+    stacks_frames = False  # one frame per step, as published: the RSSM's state is the memory
     precisions = PRECISIONS
     model_sizes = tuple(MODEL_SIZES)
     # A 30-minute CPU run collects a few thousand control steps: evaluate often enough for a curve.

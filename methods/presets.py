@@ -11,7 +11,9 @@ the differences:
       default: {image_size: 32}   # every task
       cartpole: {image_size: 48, supersample: 2}
 
-The value of a key for (preset, task) is the dataclass default, overridden by each preset of the
+The value of a key for (preset, task) is the dataclass default, then the observation protocol of
+the preset's budget class (envs/protocols.yaml: image size, supersampling, cropping, frame stack,
+the same for every pixel method; preset rows may not set these), overridden by each preset of the
 inheritance chain from the root down (its `default` row, then its row for the task), then by the
 run's `--override`s. A variant task named `<task>-<variant>` (`cartpole-paper`) takes its base task's
 row, then its own: the paper's `cartpole` settings are those of the CartPole its code runs. A task
@@ -27,17 +29,23 @@ from pathlib import Path
 
 import yaml
 
+from envs.protocols import ENV_DEFAULTS as PROTOCOL_ENV_DEFAULTS
+from envs.protocols import PROTOCOL_KEYS, budget_classes, protocol
 from methods.config_values import check_config, check_value
 
 STANDARD_PRESETS = ("paper", "cpu", "smoke")
 RESERVED_KEYS = ("inherits", "default")
+# Top-level keys of a preset file that are not presets: `tuning` maps a preset to how much tuning
+# chose it (the report's header lists it); `modified` lists presets that change the published
+# algorithm (named variants such as DreamerV3's `cpu-penalty`; the report labels their runs).
+FILE_KEYS = ("tuning", "modified")
 
 
 def _table(method_cls) -> tuple[Path, dict]:
     """The method's preset file, parsed and checked for shape (ValueError naming the problem)."""
     path = method_cls.presets_path()
     table = yaml.safe_load(path.read_text()) if path.exists() else {}
-    table = table or {}
+    table = {k: v for k, v in (table or {}).items() if k not in FILE_KEYS}
     if not isinstance(table, dict) or not all(isinstance(rows, dict) for rows in table.values()):
         raise ValueError(f"{path}: each preset must map task names (and `inherits`, `default`) to rows of config values")
     for name in STANDARD_PRESETS:
@@ -47,6 +55,17 @@ def _table(method_cls) -> tuple[Path, dict]:
         if parent is not None and parent not in table:
             raise ValueError(f"{path}[{name}] inherits from unknown preset {parent!r}")
     return path, table
+
+
+def preset_info(method_cls, preset: str) -> dict:
+    """{'tuning': how the preset was chosen, 'modified': whether it changes the published algorithm},
+    from the preset file's `tuning` and `modified` keys (the nearest preset of the chain that says)."""
+    path, table = _table(method_cls)
+    raw = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    tuning, modified = raw.get("tuning") or {}, set(raw.get("modified") or [])
+    chain = _chain(table, preset, path)
+    text = next((tuning[name] for name in reversed(chain) if name in tuning), "not stated")
+    return {"tuning": str(text), "modified": bool(modified & set(chain))}
 
 
 def available_presets(method_cls) -> list[str]:
@@ -63,6 +82,29 @@ def _chain(table: dict, preset: str, path: Path) -> list[str]:
     return chain[::-1]
 
 
+def budget_class(method_cls, preset: str) -> str:
+    """The standard preset `preset` descends from, nearest first (`cpu-penalty` -> `cpu`): it
+    names the observation protocol the preset's runs read."""
+    path, table = _table(method_cls)
+    return next(name for name in reversed(_chain(table, preset, path)) if name in STANDARD_PRESETS)
+
+
+def _protocol_values(method_cls, known: set[str], budget: str, task: str) -> dict:
+    """The protocol's values for the config keys this method has. A pixel method must be able to
+    read the protocol: a key its config lacks must be what envs.make does without it."""
+    if not method_cls.reads_pixels:
+        return {}
+    values = {}
+    for key, value in protocol(budget, task).items():
+        if key == "frame_stack" and not method_cls.stacks_frames:
+            continue
+        if key in known:
+            values[key] = value
+        elif PROTOCOL_ENV_DEFAULTS.get(key) != value:
+            raise ValueError(f"{method_cls.name} cannot read the {budget} protocol on {task}: its config has no {key} (protocol: {value!r})")
+    return values
+
+
 def task_rows(task: str) -> tuple[str, ...]:
     """The rows a task reads, most general first: a variant `<base>-<variant>` reads `<base>`'s too."""
     base = task.split("-", 1)[0]
@@ -75,7 +117,10 @@ def preset_values(method_cls, task: str, preset: str) -> tuple[dict, dict]:
     if preset not in table:
         raise ValueError(f"unknown preset {preset!r} for {method_cls.name}; available: {', '.join(sorted(table))}")
     known = {f.name for f in dataclasses.fields(method_cls.config_cls)}
-    values, source = {}, {}
+    budget = budget_class(method_cls, preset)
+    values = _protocol_values(method_cls, known, budget, task)
+    source = dict.fromkeys(values, f"protocols.yaml[{budget}][{task}]")
+    protocol_classes = budget_classes()
     for name in _chain(table, preset, path):
         for row_name in ("default", *task_rows(task)):
             row = table[name].get(row_name) or {}
@@ -85,6 +130,10 @@ def preset_values(method_cls, task: str, preset: str) -> tuple[dict, dict]:
             unknown = set(row) - known
             if unknown:
                 raise ValueError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+            fixed = set(row) & set(PROTOCOL_KEYS)
+            if fixed and budget_class(method_cls, name) in protocol_classes:
+                raise ValueError(f"{where} sets {', '.join(sorted(fixed))}: the observation protocol declares them for every "
+                                 f"method (envs/protocols.yaml); change them there, or per run with --override")
             values.update(row)
             source.update(dict.fromkeys(row, where))
     return values, source

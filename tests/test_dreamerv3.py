@@ -171,6 +171,20 @@ def test_a_band_of_rows_is_padded_for_the_encoder_and_cropped_from_the_decoder(r
         DreamerV3(types.SimpleNamespace(**(vars(spec) | {"image_shape": (3, 64, 32)})), DreamerV3Config(replay_capacity=100), "cpu", 0)
 
 
+@pytest.mark.parametrize("size, grid, padded", [(32, 4, 32), (48, 6, 48), (84, 6, 96), (64, 4, 64)])
+def test_any_width_is_halved_to_a_grid_of_4_to_7_cells_as_the_reference_does(size, grid, padded):
+    """The reference CNN takes floor(log2(width / 4)) stride-2 stages: 48 px (the shared CartPole
+    `cpu` protocol) ends on 6 x 6 and 84 px (the paper's) on 6 x 6 after padding to 96; the decoder
+    returns exactly the observation's shape, and the padding is where the zeros are."""
+    spec = _spec(size)
+    agent = DreamerV3(spec, DreamerV3Config(model_size="XS", image_size=size, replay_capacity=100), "cpu", 0)
+    stages = {32: 3, 48: 3, 64: 4, 84: 4}[size]
+    assert agent.wm.encoder.out_dim == 24 * 2 ** (stages - 1) * grid * grid
+    assert (agent.wm.encoder.pad_rows, agent.wm.encoder.pad_cols) == (padded - size, padded - size)
+    assert agent.wm.encoder(torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)).shape == (2, agent.wm.encoder.out_dim)
+    assert agent.wm.decoder(torch.zeros(2, agent.wm.rssm.feature_dim)).shape == (2, 3, size, size)
+
+
 # -- beyond the list: the RSSM, the replay, gradient routing ----------------------------------------
 def test_is_first_restarts_the_posterior_from_the_initial_state():
     rssm = RSSM(DreamerV3Config(), {"deter": 32, "units": 32, "depth": 8, "layers": 1}, 1, 20)
@@ -418,8 +432,8 @@ def test_imagine_starts_draws_that_many_distinct_posterior_states_and_zero_takes
 
 
 def test_bad_configs_are_rejected_with_the_reason():
-    with pytest.raises(ValueError, match="4 \\* 2\\^k"):
-        DreamerV3(_spec(48), DreamerV3Config(image_size=48, replay_capacity=100), "cpu", 0)
+    with pytest.raises(ValueError, match="at least 8 px wide"):
+        DreamerV3(_spec(6), DreamerV3Config(image_size=6, replay_capacity=100), "cpu", 0)
     with pytest.raises(ValueError, match="actor_grad"):
         DreamerV3(_spec(), DreamerV3Config(actor_grad="straight-through", replay_capacity=100), "cpu", 0)
     with pytest.raises(ValueError, match="actor_mean_reg"):

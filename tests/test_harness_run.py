@@ -64,6 +64,9 @@ def test_smoke_run_writes_the_run_folder(tmp_path, cli, in_process_workers):
     run = json.loads((folder / "run.json").read_text())
     assert run["status"] == "complete"
     assert run["config"]["horizon"] == 8 and run["machine"]["cpu_count"] >= 1
+    calibration = run["calibration"]  # the host's speed, measured before training (harness/calibration.py)
+    assert calibration["encoder_ms"] > 0 and calibration["sim_step_ms"] > 0 and "48 x 48" in calibration["encoder_work"]
+    assert run["preset_info"] == {"tuning": "none: seconds-long runs for tests", "modified": False}
     records = _records(folder)
     assert [r["env_steps"] for r in records] == [0, 256, 512]
     last = records[-1]
