@@ -332,6 +332,11 @@ def _list() -> int:
     print("tasks:   " + ", ".join(t + (" (default)" if t == "cartpole" else "") for t in available_tasks()))
     print("presets: " + ", ".join(f"{p} (budget {b}" + (", the default preset)" if p == "cpu" else ")") for p, b in DEFAULT_BUDGETS.items())
           + "; --budget overrides")
+    from methods.protocols import budget_classes, describe, protocol
+
+    print("\nobservation protocols (methods/configs/protocols.yaml; every pixel method of a budget class reads them):")
+    for budget in budget_classes():
+        print(f"  {budget:<6} cartpole: {describe(protocol(budget, 'cartpole'))}; hopper: {describe(protocol(budget, 'hopper'))}")
     print("\nobservation per method and preset on cartpole (image size, supersample, cropped rows, frames, action repeat):")
     for name in available_methods():
         cls = get_method_class(name)
@@ -341,7 +346,7 @@ def _list() -> int:
             pixels = ("state only" if not cls.reads_pixels else
                       f"{kwargs.get('image_size')} px x{kwargs.get('supersample', 1)}"
                       + (", cropped" if kwargs.get("crop_static_rows") else "") + f", {kwargs.get('frame_stack', 3)} frames")
-            print(f"  {name:<11} {preset:<6} {pixels}, action repeat {kwargs.get('action_repeat', 1)}")
+            print(f"  {name:<11} {preset:<11} {pixels}, action repeat {kwargs.get('action_repeat', 1)}")
     return 0
 
 

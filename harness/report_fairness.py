@@ -88,6 +88,8 @@ def shared_description(runs: list[RunRecord]) -> list[str]:
                          if observation(r) is not None})
         if pixels:
             lines.append(f"Observation on {task}: {' / '.join(pixels)}; frames stacked: {', '.join(frames)}.")
+        episodes = sorted({f"{r.run['method']} {(r.run.get('eval') or {}).get('episodes', '?')}" for r in task_runs})
+        lines.append(f"Deterministic evaluation on {task}, episodes per evaluation: {', '.join(episodes)}.")
     return lines
 
 

@@ -12,7 +12,7 @@ the differences:
       cartpole: {image_size: 48, supersample: 2}
 
 The value of a key for (preset, task) is the dataclass default, then the observation protocol of
-the preset's budget class (envs/protocols.yaml: image size, supersampling, cropping, frame stack,
+the preset's budget class (methods/configs/protocols.yaml: image size, supersampling, cropping, frame stack,
 the same for every pixel method; preset rows may not set these), overridden by each preset of the
 inheritance chain from the root down (its `default` row, then its row for the task), then by the
 run's `--override`s. A variant task named `<task>-<variant>` (`cartpole-paper`) takes its base task's
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from envs.protocols import ENV_DEFAULTS as PROTOCOL_ENV_DEFAULTS
-from envs.protocols import PROTOCOL_KEYS, budget_classes, protocol
+from methods.protocols import ENV_DEFAULTS as PROTOCOL_ENV_DEFAULTS
+from methods.protocols import PROTOCOL_KEYS, budget_classes, protocol
 from methods.config_values import check_config, check_value
 
 STANDARD_PRESETS = ("paper", "cpu", "smoke")
@@ -133,7 +133,7 @@ def preset_values(method_cls, task: str, preset: str) -> tuple[dict, dict]:
             fixed = set(row) & set(PROTOCOL_KEYS)
             if fixed and budget_class(method_cls, name) in protocol_classes:
                 raise ValueError(f"{where} sets {', '.join(sorted(fixed))}: the observation protocol declares them for every "
-                                 f"method (envs/protocols.yaml); change them there, or per run with --override")
+                                 f"method (methods/configs/protocols.yaml); change them there, or per run with --override")
             values.update(row)
             source.update(dict.fromkeys(row, where))
     return values, source

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import envs
-from envs.protocols import PROTOCOL_KEYS, budget_classes, protocol
+from methods.protocols import PROTOCOL_KEYS, budget_classes, protocol
 from methods import available_methods, get_method_class
 from methods.presets import budget_class, load_config
 

@@ -15,7 +15,7 @@ import yaml
 PROTOCOL_KEYS = ("image_size", "supersample", "crop_static_rows", "frame_stack")
 # What envs.make does for a key a method's config does not have.
 ENV_DEFAULTS = {"supersample": 1, "crop_static_rows": False}
-PATH = Path(__file__).with_name("protocols.yaml")
+PATH = Path(__file__).with_name("configs") / "protocols.yaml"
 
 
 @lru_cache(maxsize=1)
