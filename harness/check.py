@@ -1,7 +1,9 @@
 """`harness check`: rerun the small reference configurations and compare with `results/reference.json`.
 
 Each reference entry (task x method x preset) holds a step budget, the seeds it was made with, the
-final evaluation returns those runs reached, the git sha and machine, and a two-sided band. The
+final evaluation returns those runs reached, the git sha, CPU model and package versions, and a
+two-sided band per CPU model it was made on (returns differ between CPU types; a check on another
+model tests the entry's latest band and says so). The
 check reruns the entry (by default its first seed only, to fit CI) and fails when the mean final
 return leaves the band: a drop is a regression, a jump is suspicious too (a changed reward or
 evaluation). `--update` remakes the entries from fresh runs, so the diff of reference.json is what
@@ -10,6 +12,7 @@ a reviewer looks at.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -40,15 +43,29 @@ class Entry:
     eval_episodes: int
     band: tuple[float, float] | None
     raw: dict
+    bands: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)  # per CPU model
 
     @classmethod
     def from_dict(cls, data: dict) -> "Entry":
         try:
             band = tuple(data["band"]) if data.get("band") is not None else None
+            bands = {str(cpu): tuple(b) for cpu, b in (data.get("bands") or {}).items()}
+            made_on = data.get("cpu") or str(data.get("machine", "")).split(" (")[0]  # older entries: "AMD EPYC (2 cores), ..."
+            if band is not None and made_on and made_on not in bands:
+                bands[made_on] = band  # the band was made on this CPU model
             return cls(data["task"], data["method"], data["preset"], data["budget"], list(data["seeds"]),
-                       int(data.get("eval_episodes", 16)), band, data)
+                       int(data.get("eval_episodes", 16)), band, data, bands)
         except (KeyError, TypeError) as err:
             raise ValueError(f"malformed reference entry {data!r}: missing {err}") from None
+
+    def band_for(self, cpu: str) -> tuple[tuple[float, float] | None, str]:
+        """The band to test on CPU model `cpu`, and a note when it was made on another model: returns
+        differ between CPU types, so a model with its own band uses it; another uses the entry's band
+        and the check says so."""
+        if cpu in self.bands:
+            return self.bands[cpu], ""
+        made_on = ", ".join(sorted(self.bands)) or self.raw.get("machine", "an unrecorded CPU")
+        return self.band, f"band made on {made_on}, this is {cpu}: make one here with --update" if self.band else ""
 
     @property
     def name(self) -> str:
@@ -95,17 +112,19 @@ def run_check(entries: list[Entry], out: Path | None, seeds: list[int] | None, q
     results, ok = [], True
     with tempfile.TemporaryDirectory(prefix="harness-check-") as scratch:
         root = Path(out) if out is not None else Path(scratch)
+        cpu = system_info()["cpu"]
         for entry in entries:
-            if entry.band is None:
+            band, note = entry.band_for(cpu)
+            if band is None:
                 raise ValueError(f"reference entry {entry.name} has no band yet; make it with --update")
             chosen = seeds if seeds is not None else entry.seeds[:1]
             start = time.perf_counter()
             finals = _final_returns(entry.runs(chosen), root / "check", quiet)
             mean = statistics.fmean(finals)
-            inside = entry.band[0] <= mean <= entry.band[1]
+            inside = band[0] <= mean <= band[1]
             ok &= inside
             results.append({"entry": entry.name, "budget": entry.budget, "seeds": chosen, "returns": finals, "mean": mean,
-                            "band": entry.band, "pass": inside, "seconds": time.perf_counter() - start})
+                            "band": band, "pass": inside, "seconds": time.perf_counter() - start, "note": note})
     return results, ok
 
 
@@ -116,8 +135,11 @@ def update_reference(path: Path, data: dict, entries: list[Entry], out: Path, se
     by_name = {Entry.from_dict(e).name: i for i, e in enumerate(data.get("entries", []))}
     for entry in entries:
         finals = _final_returns(entry.runs(seeds), out / "reference", quiet)
+        band = list(make_band(finals))
+        bands = {cpu: list(b) for cpu, b in entry.bands.items()} | {machine["cpu"]: band}
         record = dict(entry.raw) | {
-            "seeds": seeds, "observed": [round(v, 2) for v in finals], "band": list(make_band(finals)),
+            "seeds": seeds, "observed": [round(v, 2) for v in finals], "band": band, "bands": bands, "cpu": machine["cpu"],
+            "versions": machine["versions"],
             "git": machine["git"], "machine": f"{machine['cpu']} ({machine['cpu_count']} cores), torch {machine['versions']['torch']}",
             "date": time.strftime("%Y-%m-%d"), "made_by": command, "runs": str(out / "reference"),
         }
@@ -134,4 +156,6 @@ def format_results(results: list[dict]) -> str:
         verdict = "ok" if r["pass"] else ("TOO LOW" if r["mean"] < r["band"][0] else "TOO HIGH")
         mean = f"{r['mean']:,.1f}" if math.isfinite(r["mean"]) else "nan"
         lines.append(f"{r['entry']:<30} {r['budget']:>14} {','.join(map(str, r['seeds'])):>8} {mean:>12} {band:>22}  {verdict} ({r['seconds']:.0f} s)")
+        if r.get("note"):
+            lines.append(f"{'':<30} note: {r['note']}")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from methods.protocols import ENV_DEFAULTS as PROTOCOL_ENV_DEFAULTS
-from methods.protocols import PROTOCOL_KEYS, budget_classes, protocol
+from methods.protocols import PROTOCOL_KEYS, budget_classes, protocol, task_rows
 from methods.config_values import check_config, check_value
 
 STANDARD_PRESETS = ("paper", "cpu", "smoke")
@@ -44,8 +44,9 @@ FILE_KEYS = ("tuning", "modified")
 def _table(method_cls) -> tuple[Path, dict]:
     """The method's preset file, parsed and checked for shape (ValueError naming the problem)."""
     path = method_cls.presets_path()
-    table = yaml.safe_load(path.read_text()) if path.exists() else {}
-    table = {k: v for k, v in (table or {}).items() if k not in FILE_KEYS}
+    table = (yaml.safe_load(path.read_text()) if path.exists() else {}) or {}
+    if isinstance(table, dict):
+        table = {k: v for k, v in table.items() if k not in FILE_KEYS}
     if not isinstance(table, dict) or not all(isinstance(rows, dict) for rows in table.values()):
         raise ValueError(f"{path}: each preset must map task names (and `inherits`, `default`) to rows of config values")
     for name in STANDARD_PRESETS:
@@ -103,12 +104,6 @@ def _protocol_values(method_cls, known: set[str], budget: str, task: str) -> dic
         elif PROTOCOL_ENV_DEFAULTS.get(key) != value:
             raise ValueError(f"{method_cls.name} cannot read the {budget} protocol on {task}: its config has no {key} (protocol: {value!r})")
     return values
-
-
-def task_rows(task: str) -> tuple[str, ...]:
-    """The rows a task reads, most general first: a variant `<base>-<variant>` reads `<base>`'s too."""
-    base = task.split("-", 1)[0]
-    return (base, task) if base != task else (task,)
 
 
 def preset_values(method_cls, task: str, preset: str) -> tuple[dict, dict]:

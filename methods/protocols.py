@@ -34,13 +34,18 @@ def budget_classes() -> tuple[str, ...]:
     return tuple(_table())
 
 
-def protocol(budget_class: str | None, task: str) -> dict:
-    """The protocol's values for `task` in `budget_class` ({} for a class without one, e.g. smoke).
-    A variant task `<base>-<variant>` reads its base task's row, then its own."""
-    rows = _table().get(budget_class or "", {})
+def task_rows(task: str) -> tuple[str, ...]:
+    """The rows a task reads, most general first: a variant `<base>-<variant>` reads `<base>`'s too
+    (protocols and method presets alike)."""
     base = task.split("-", 1)[0]
+    return (base, task) if base != task else (task,)
+
+
+def protocol(budget_class: str | None, task: str) -> dict:
+    """The protocol's values for `task` in `budget_class` ({} for a class without one, e.g. smoke)."""
+    rows = _table().get(budget_class or "", {})
     values: dict = {}
-    for row_name in ("default", base, task):
+    for row_name in ("default", *task_rows(task)):
         values.update(rows.get(row_name) or {})
     return values
 

@@ -90,3 +90,18 @@ def test_calibration_divides_a_slower_hosts_seconds_by_its_slowness(tmp_path):
     scaled, _ = calibrated(load_runs([tmp_path / "runs"]))
     walls = {run.spec["seed"]: [r["train_wall_s"] for r in run.records] for run in scaled}
     assert walls[0] == [0.0, 60.0, 120.0, 180.0] and walls[2] == [0.0, 30.0, 60.0, 90.0]
+
+
+def test_check_keeps_one_band_per_cpu_model_and_says_when_it_tests_another_models_band():
+    from harness.check import Entry, format_results
+
+    raw = {"task": "cartpole", "method": "dva", "preset": "cpu", "budget": "1024-steps", "seeds": [0], "band": [10.0, 20.0],
+           "machine": "AMD EPYC (2 cores), torch 2.13.0+cpu", "bands": {"Intel Xeon": [30.0, 50.0]}}
+    entry = Entry.from_dict(raw)
+    assert entry.band_for("AMD EPYC") == ((10.0, 20.0), "")  # an older entry: its band was made on its machine's CPU
+    assert entry.band_for("Intel Xeon") == ((30.0, 50.0), "")
+    band, note = entry.band_for("ARM Neoverse")
+    assert band == (10.0, 20.0) and "this is ARM Neoverse" in note
+    text = format_results([{"entry": entry.name, "budget": "1024-steps", "seeds": [0], "mean": 15.0, "band": band, "pass": True,
+                            "seconds": 1.0, "note": note}])
+    assert "ok" in text and "note: band made on AMD EPYC, Intel Xeon, this is ARM Neoverse" in text
