@@ -219,10 +219,15 @@ class QEnsemble(nn.Module):
 
 class PixelEncoderTDMPC(nn.Module):
     """uint8 [B, 9, H, W] -> SimNorm latent: x/255 - 0.5, Conv 7/s2, 5/s2, 3/s2, 3/s1 (32 channels,
-    ReLU between), flatten, [Linear to latent_dim if the sizes differ], SimNorm."""
+    ReLU between), flatten, [Linear to latent_dim if the sizes differ], SimNorm. A band of H < W
+    rows (a `crop_static_rows` observation) is zero-padded (mid-grey) at the bottom to a square
+    first: the reference's CNN takes square images, and the padded band equals the full frame with
+    its static rows blanked."""
 
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, channels: int, simnorm_dim: int):
         super().__init__()
+        self.pad_rows = max(0, image_shape[2] - image_shape[1])
+        image_shape = (image_shape[0], image_shape[1] + self.pad_rows, image_shape[2])
         c = channels
         self.convs = nn.Sequential(
             nn.Conv2d(image_shape[0], c, 7, stride=2), nn.ReLU(),
@@ -240,8 +245,10 @@ class PixelEncoderTDMPC(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels.float().div_(255.0).sub_(0.5).contiguous(memory_format=torch.channels_last)
-        h = self.convs(x).flatten(1)
+        x = pixels.float().div_(255.0).sub_(0.5)
+        if self.pad_rows:
+            x = F.pad(x, (0, 0, 0, self.pad_rows))
+        h = self.convs(x.contiguous(memory_format=torch.channels_last)).flatten(1)
         if self.project is not None:
             h = self.project(h)
         return simnorm(h, self.simnorm_dim)

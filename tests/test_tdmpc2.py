@@ -295,3 +295,22 @@ def test_bench_plan_and_bench_updates_write_their_tables(tmp_path, cli):
     assert updates.returncode == 0, updates.stderr
     (case,) = json.loads((tmp_path / "upd" / "bench_updates.json").read_text())["cases"]
     assert set(case["ms_per_update"]) == {"replay_sample", "model_update", "policy_update"} and case["updates_per_s"] > 0
+
+
+def test_a_band_of_rows_is_padded_to_a_square_so_the_cropped_protocol_is_readable():
+    """A `crop_static_rows` band (25 x 48 on CartPole) is padded at the bottom with mid-grey: the
+    encoder then sees what it sees on the full frame with the static rows blanked."""
+    from methods.tdmpc2 import PixelEncoderTDMPC
+
+    torch.manual_seed(0)  # the same initial weights for both encoders
+    band = PixelEncoderTDMPC((9, 25, 48), latent_dim=128, channels=32, simnorm_dim=8)
+    torch.manual_seed(0)
+    square = PixelEncoderTDMPC((9, 48, 48), latent_dim=128, channels=32, simnorm_dim=8)
+    assert band.pad_rows == 23 and square.pad_rows == 0 and band.conv_dim == square.conv_dim
+    pixels = torch.randint(0, 256, (2, 9, 25, 48), dtype=torch.uint8)
+    blanked = torch.full((2, 9, 48, 48), 127.5)  # x / 255 - 0.5 = 0 below the band
+    blanked[:, :, :25] = pixels.float()
+    square_latent = square.convs(blanked.div(255.0).sub(0.5).contiguous(memory_format=torch.channels_last)).flatten(1)
+    if square.project is not None:
+        square_latent = square.project(square_latent)
+    assert torch.allclose(band(pixels), simnorm(square_latent, 8), atol=1e-6)
