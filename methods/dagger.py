@@ -43,6 +43,7 @@ class DAggerConfig:
     num_envs: int = 64
     image_size: int = 84
     supersample: int = 1
+    crop_static_rows: bool = False  # read the rows the robot reaches only (a protocol may ask it; envs.make)
     frame_stack: int = 3
     horizon: int = 32  # steps per epoch
     # Student (CartPole: ActorStochasticMLP [64, 64] with the D.Va encoder, NLL loss).

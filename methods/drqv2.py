@@ -48,6 +48,7 @@ class DrQV2Config:
     num_envs: int = 16
     image_size: int = 84
     supersample: int = 1
+    crop_static_rows: bool = False  # read the rows the robot reaches only (a protocol may ask it; envs.make)
     frame_stack: int = 3
     action_repeat: int = 2
     # Agent (baselines.md 1.1).

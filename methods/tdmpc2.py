@@ -69,6 +69,7 @@ class TDMPC2Config:
     num_envs: int = 1
     image_size: int = 64
     supersample: int = 1
+    crop_static_rows: bool = False  # read the rows the robot reaches only (a protocol may ask it; envs.make)
     frame_stack: int = 3
     action_repeat: int = 2
     # Model (baselines.md 3.1, 3.4).

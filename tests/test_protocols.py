@@ -74,3 +74,14 @@ def test_two_methods_built_from_one_protocol_render_byte_identical_pixels_for_th
         dva_pixels, drq_pixels = dva_env.step(action)[0]["pixels"], drq_env.env.step(action)[0]["pixels"]
         assert dva_pixels.dtype == torch.uint8 and dva_pixels.shape[-2:] == (48, 48)
         assert torch.equal(dva_pixels[:, -3:], drq_pixels[:, -3:])
+
+
+def test_every_pixel_method_has_every_protocol_key_so_any_protocol_is_readable():
+    """A protocol may crop rows or change the image for every method at once: no pixel method's
+    config may lack a key (DreamerV3 reads one frame and declares it)."""
+    import dataclasses
+
+    for name in PIXEL_METHODS:
+        cls = get_method_class(name)
+        keys = {f.name for f in dataclasses.fields(cls.config_cls)}
+        assert set(PROTOCOL_KEYS) <= keys, (name, set(PROTOCOL_KEYS) - keys)
