@@ -79,5 +79,5 @@ def test_list_names_methods_aliases_tasks_presets_budgets_and_pixels(cli):
     assert "dreamerv3 (dreamer)" in lines[0] and "tdmpc2 (tdmpc)" in lines[0] and "drqv2 (drq)" in lines[0]
     assert "cartpole (default)" in lines[1] and "cartpole-paper" in lines[1] and "humanoid" in lines[1]
     assert "cpu (budget 5m, the default preset)" in lines[2] and "smoke (budget 1024-steps)" in lines[2]
-    assert any(line.split()[:2] == ["dva", "cpu"] and "48 px x2, 3 frames" in line for line in lines)
+    assert any(line.split()[:2] == ["dva", "cpu"] and "48 px x2, cropped, 3 frames" in line for line in lines)
     assert any(line.split()[:2] == ["shac-state", "cpu"] and "state only" in line for line in lines)

@@ -72,7 +72,7 @@ def test_two_methods_built_from_one_protocol_render_byte_identical_pixels_for_th
             env.set_sim_state(q.clone(), qd.clone())
         action = torch.rand(3, 1, generator=draws) * 2 - 1
         dva_pixels, drq_pixels = dva_env.step(action)[0]["pixels"], drq_env.env.step(action)[0]["pixels"]
-        assert dva_pixels.dtype == torch.uint8 and dva_pixels.shape[-2:] == (48, 48)
+        assert dva_pixels.dtype == torch.uint8 and dva_pixels.shape[-2:] == (25, 48)
         assert torch.equal(dva_pixels[:, -3:], drq_pixels[:, -3:])
 
 
