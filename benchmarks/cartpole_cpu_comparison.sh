@@ -1,6 +1,6 @@
 #!/bin/bash
 # The fair CartPole comparison (issue 33): every method on the `cpu` observation protocol
-# (methods/configs/protocols.yaml: 48x48 traced at 96x96, full frame), 30 minutes of training each, one torch
+# (methods/configs/protocols.yaml: 48x48 traced at 96x96, static rows dropped: 25x48), 30 minutes of training each, one torch
 # thread per run and two runs at a time on a 2-core machine. All methods of one seed run on the same
 # machine, so each seed is a fair comparison by itself even when seeds are spread over machines of
 # different CPU models (the report's header and each run's calibration say which seed ran where).
