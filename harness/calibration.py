@@ -42,10 +42,17 @@ def _simulator(device: str):
 
 
 def calibrate(image_size: int, device: str | torch.device = "cpu") -> dict:
-    """{'encoder_ms', 'sim_step_ms', ...}: median milliseconds of the fixed work on this host now."""
+    """{'encoder_ms', 'sim_step_ms', ...}: median milliseconds of the fixed work on this host now.
+    The global random state is left as it was: a run's numbers must not depend on its calibration."""
+    device = torch.device(device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _calibrate(image_size, device)
+
+
+def _calibrate(image_size: int, device: torch.device) -> dict:
     from methods.networks import PixelEncoder
 
-    device = torch.device(device)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(0)
     encoder = PixelEncoder((9, image_size, image_size), feature_dim=50).to(device)

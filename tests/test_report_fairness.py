@@ -105,3 +105,17 @@ def test_check_keeps_one_band_per_cpu_model_and_says_when_it_tests_another_model
     text = format_results([{"entry": entry.name, "budget": "1024-steps", "seeds": [0], "mean": 15.0, "band": band, "pass": True,
                             "seconds": 1.0, "note": note}])
     assert "ok" in text and "note: band made on AMD EPYC, Intel Xeon, this is ARM Neoverse" in text
+
+
+def test_calibration_leaves_the_global_random_state_alone():
+    """A run's numbers must not depend on its calibration: the encoder it builds draws no numbers
+    from the generator training uses."""
+    import torch
+
+    from harness.calibration import calibrate
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    result = calibrate(16, "cpu")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert result["encoder_ms"] > 0 and result["sim_step_ms"] > 0
