@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from harness.report_runs import RunRecord
 
-# What envs.make does for a key a run's env_kwargs lacks.
+# What envs.make does for a key a run's env_kwargs lacks (not imported: the report modules import no torch).
 _ENV_DEFAULTS = {"image_size": 84, "supersample": 1, "crop_static_rows": False, "render": "raytrace"}
 
 
@@ -26,19 +26,24 @@ def observation(run: RunRecord) -> str | None:
             f"{'static rows cropped' if kwargs['crop_static_rows'] else 'full frame'}, {kwargs['render']}")
 
 
+def _device_type(run: RunRecord) -> str:
+    """'cpu', 'cuda', ...: the torch device type the run trained on."""
+    return str(run.spec.get("device", "cpu")).split(":")[0]
+
+
 def comparison_fields(run: RunRecord) -> dict[str, str]:
     """The fields that must agree between the runs of one task for a like-for-like comparison."""
     machine = run.run.get("machine") or {}
     versions = machine.get("versions") or {}
     fields = {
-        "device type": str(run.spec.get("device", "cpu")).split(":")[0],
+        "device type": _device_type(run),
         "CPU model": str(machine.get("cpu", "unknown")),
         "packages": ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "unknown",
     }
     pixels = observation(run)
     if pixels is not None:  # state-only runs (the oracle) read no pixels to compare
         fields["observation"] = pixels
-    if fields["device type"] != "cpu" and machine.get("gpu"):
+    if _device_type(run) != "cpu" and machine.get("gpu"):
         fields["GPU"] = str(machine["gpu"])
     return fields
 
@@ -96,7 +101,7 @@ def shared_description(runs: list[RunRecord]) -> list[str]:
 # -- hosts and their calibration (harness/calibration.py) -----------------------------------------
 def host(run: RunRecord) -> str:
     machine = run.run.get("machine") or {}
-    gpu = machine.get("gpu") if str(run.spec.get("device", "cpu")).startswith("cuda") else None
+    gpu = machine.get("gpu") if _device_type(run) != "cpu" else None
     return f"{machine.get('cpu', 'unknown')} ({machine.get('cpu_count', '?')} cores)" + (f", {gpu}" if gpu else "")
 
 

@@ -244,7 +244,10 @@ class ConvEncoder(nn.Module):
         self.out_dim = channels * (padded_rows // 2**stages) * (padded_cols // 2**stages)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.convs(F.pad(pixels.float() / 255.0 - 0.5, (0, self.pad_cols, 0, self.pad_rows))).flatten(1)
+        x = pixels.float() / 255.0 - 0.5
+        if self.pad_rows or self.pad_cols:  # no copy for images the CNN takes as they are
+            x = F.pad(x, (0, self.pad_cols, 0, self.pad_rows))
+        return self.convs(x).flatten(1)
 
 
 class ConvDecoder(nn.Module):

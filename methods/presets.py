@@ -41,10 +41,15 @@ RESERVED_KEYS = ("inherits", "default")
 FILE_KEYS = ("tuning", "modified")
 
 
-def _table(method_cls) -> tuple[Path, dict]:
-    """The method's preset file, parsed and checked for shape (ValueError naming the problem)."""
+def _file(method_cls) -> tuple[Path, dict]:
+    """The method's preset file as parsed YAML ({} when it has none)."""
     path = method_cls.presets_path()
-    table = (yaml.safe_load(path.read_text()) if path.exists() else {}) or {}
+    return path, (yaml.safe_load(path.read_text()) if path.exists() else {}) or {}
+
+
+def _table(method_cls) -> tuple[Path, dict]:
+    """The method's presets, parsed and checked for shape (ValueError naming the problem)."""
+    path, table = _file(method_cls)
     if isinstance(table, dict):
         table = {k: v for k, v in table.items() if k not in FILE_KEYS}
     if not isinstance(table, dict) or not all(isinstance(rows, dict) for rows in table.values()):
@@ -62,7 +67,7 @@ def preset_info(method_cls, preset: str) -> dict:
     """{'tuning': how the preset was chosen, 'modified': whether it changes the published algorithm},
     from the preset file's `tuning` and `modified` keys (the nearest preset of the chain that says)."""
     path, table = _table(method_cls)
-    raw = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    raw = _file(method_cls)[1]
     tuning, modified = raw.get("tuning") or {}, set(raw.get("modified") or [])
     chain = _chain(table, preset, path)
     text = next((tuning[name] for name in reversed(chain) if name in tuning), "not stated")
