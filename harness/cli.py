@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import math
 import sys
+import time
 from pathlib import Path
 
 
@@ -121,7 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--tasks", default=None, help="only these tasks (comma list)")
     check.add_argument("--seeds", default=None, help="seeds to rerun (default: each entry's first seed)")
     check.add_argument("--out", default=None, help="keep the check's run folders here (default: a temporary folder)")
-    check.add_argument("--update", action="store_true", help="remake the selected entries (bands) from fresh runs with --seeds (default 0-2)")
+    check.add_argument("--update", action="store_true", help="remake the selected entries (bands) from runs with --seeds (default 0-2) in --out (default a new "
+                            "runs/check-update-<time>; complete runs already in --out are reused)")
+    check.add_argument("--override", action="append", default=[], metavar="[[TASK/]METHOD:]KEY=VALUE",
+                       help="change a config key in the selected entries' runs, only METHOD's, or only the TASK/METHOD "
+                            "entry's (repeatable), e.g. --override cartpole/shac-state:actor_lr=1e-12 to see a broken "
+                            "method fail its entry")
     check.add_argument("--quiet", action="store_true")
 
     prof = sub.add_parser("profile", help="D.Va vs visual SHAC: per-iteration time by phase and peak memory, like for like")
@@ -353,7 +359,8 @@ def _list() -> int:
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
     from pathlib import Path
 
-    from harness.check import DEFAULT_REFERENCE, format_results, load_reference, run_check, update_reference
+    from harness.check import (DEFAULT_REFERENCE, band_contains_untrained, format_results, load_reference,
+                               parse_entry_overrides, plan, run_check, update_reference)
     from harness.specs import parse_seeds
     from methods.registry import resolve_method_name
 
@@ -362,24 +369,35 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace, command: s
         seeds = parse_seeds(args.seeds) if args.seeds else None
         methods = {resolve_method_name(m) for m in _names(args.methods, "--methods")} if args.methods is not None else None
         tasks = set(_names(args.tasks, "--tasks")) if args.tasks is not None else None
+        overrides = parse_entry_overrides(args.override)
+        if args.update and args.override:
+            raise ValueError("--override cannot be combined with --update: a band is made from the entries' own configurations")
     except ValueError as err:
         parser.error(str(err))
     selected = [e for e in entries if (methods is None or e.method in methods) and (tasks is None or e.task in tasks)]
     if not selected:
         parser.error("no reference entry matches --methods/--tasks")
-    if args.update:
-        out = Path(args.out or "runs/check")
-        made = update_reference(Path(args.reference or DEFAULT_REFERENCE), data, selected, out, seeds or [0, 1, 2], args.quiet, command)
-        for entry in made:
-            print(f"{entry['task']}/{entry['method']}/{entry['preset']}: observed {entry['observed']} -> band {entry['band']}")
-        return 0
-    try:
-        results, ok = run_check(selected, Path(args.out) if args.out else None, seeds, args.quiet)
+    try:  # every run resolves (presets, overrides) before anything runs
+        plan(selected, lambda e: seeds or ([0, 1, 2] if args.update else e.seeds[:1]), overrides)
     except ValueError as err:
         parser.error(str(err))
-    except RuntimeError as err:
-        print(f"check failed: {err}", file=sys.stderr)
-        return 1
+    if args.update:
+        # A fresh folder unless --out names one: complete runs in --out are reused (an interrupted update resumes).
+        out = Path(args.out or f"runs/check-update-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            made = update_reference(Path(args.reference or DEFAULT_REFERENCE), data, selected, out, seeds or [0, 1, 2], args.quiet, command)
+        except RuntimeError as err:
+            print(f"update failed for some entries (the others were saved): {err}", file=sys.stderr)
+            return 1
+        for entry in made:
+            warning = "  WARNING: the band contains an untrained return" if band_contains_untrained(entry["band"], entry["untrained"]) else ""
+            print(f"{entry['task']}/{entry['method']}/{entry['preset']}: untrained {entry['untrained']}, observed {entry['observed']} "
+                  f"-> band {entry['band']}{warning}")
+        return 0
+    try:
+        results, ok = run_check(selected, Path(args.out) if args.out else None, seeds, args.quiet, overrides)
+    except ValueError as err:
+        parser.error(str(err))
     print(format_results(results))
     return 0 if ok else 1
 

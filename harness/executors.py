@@ -11,6 +11,7 @@ Runs arrive resolved (harness/resolved.py) and travel to the worker as JSON, par
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,9 @@ class GridOptions:
     videos: bool = True  # each run ends with a GIF of its final policy (harness/video.py)
     retries: int = 2  # Ray: a run whose worker died (killed, lost node) starts again, resuming from its checkpoint
     workers: int = 1
+    # Torch threads per run (the local executor's children): None leaves torch's default. `harness
+    # check` fixes it, since a run's numbers depend on its thread count.
+    threads_per_run: int | None = None
     # submitit / SLURM
     slurm_partition: str | None = None
     timeout_min: int = 24 * 60
@@ -114,7 +118,7 @@ class LocalExecutor:
             with self._lock:
                 if self._stopping.is_set():
                     return "not started"
-                child = subprocess.Popen([sys.executable, "-m", "harness.worker", payload], stdout=log, stderr=log)
+                child = subprocess.Popen([sys.executable, "-m", "harness.worker", payload], stdout=log, stderr=log, env=self._child_env())
                 self._children[spec.run_id] = child
             returncode = child.wait()
         finally:
@@ -125,6 +129,12 @@ class LocalExecutor:
         if returncode == INTERRUPTED_EXIT or returncode == -signal.SIGINT:
             return "interrupted"
         return settle(spec, self.options.root, _exit_reason(returncode), "busy" if returncode == BUSY_EXIT else None)
+
+    def _child_env(self) -> dict | None:
+        threads = self.options.threads_per_run
+        if threads is None:
+            return None
+        return os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
     def _interrupt_children(self) -> None:
         """Ctrl-C: no new runs; running ones get SIGINT (once) and record themselves as interrupted."""

@@ -36,6 +36,8 @@ from methods.dva import Actor, DVAConfig, SHACState
 from methods.networks import PixelEncoder
 from methods.presets import config_from_dict, load_config
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 
 @dataclass
 class DAggerConfig:
@@ -129,8 +131,12 @@ class DAgger(Method):
         return load_config(SHACState, self.task, cfg.teacher_preset)
 
     def _teacher_folder(self) -> RunFolder:
-        """The shac-state run folder `teacher_checkpoint` names (the folder or its checkpoint.pt)."""
+        """The shac-state run folder `teacher_checkpoint` names (the folder or its checkpoint.pt). A
+        relative path that is not found from the working directory is read from the project's root,
+        where a preset's committed teacher lives (`check`: results/check-teacher/)."""
         path = Path(self.config.teacher_checkpoint)
+        if not path.is_absolute() and not path.exists() and (PROJECT_ROOT / path).exists():
+            path = PROJECT_ROOT / path
         return RunFolder(path if path.is_dir() else path.parent)
 
     def _make_teacher(self) -> None:
