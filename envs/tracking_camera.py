@@ -189,9 +189,7 @@ class TrackingCameraRenderer:
             size = self.image_size
             rgb = torch.empty(views, 3, size, size, dtype=torch.uint8, device=self._poses_torch.device)
             self._plane_backdrop.render(self._poses[:views], color_b[:views], depth_b[:views], (r0, c0), wp.from_torch(rgb), depth_s[:views])
-            if self.supersample > 1:
-                return torch.nn.functional.avg_pool2d(rgb.float(), self.supersample).round_().to(device=self.device, dtype=torch.uint8)
-            return rgb.to(self.device)
+            return self._output(rgb)
         self._backdrop_sensor.update(
             self._backdrop_state, self._poses[:views], self._rays, color_image=color_s[:views], depth_image=depth_s[:views],
             world_indices=self._all_backdrop[:views],
@@ -204,7 +202,10 @@ class TrackingCameraRenderer:
         body_depth[:, r0:r1, c0:c1] = wp.to_torch(depth_b)[:views]
         scene_depth = torch.where(scene_depth > 0, scene_depth, torch.full_like(scene_depth, np.inf))
         packed = torch.where((body_depth > 0) & (body_depth < scene_depth), body, scene)
-        rgb = packed.view(torch.uint8).reshape(*packed.shape, 4)[..., :3].permute(0, 3, 1, 2)
+        return self._output(packed.view(torch.uint8).reshape(*packed.shape, 4)[..., :3].permute(0, 3, 1, 2))
+
+    def _output(self, rgb: torch.Tensor) -> torch.Tensor:
+        """uint8 [V, 3, H, W] on the env's device, supersampled blocks averaged; a fresh contiguous tensor."""
         if self.supersample > 1:
             return torch.nn.functional.avg_pool2d(rgb.float(), self.supersample).round_().to(device=self.device, dtype=torch.uint8)
-        return rgb.to(self.device, memory_format=torch.contiguous_format, copy=True)
+        return rgb.to(self.device, memory_format=torch.contiguous_format)
